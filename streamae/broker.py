@@ -1,0 +1,88 @@
+"""The one typed adapter between streamae settings and kafka-python's ``**configs``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from streamae.config import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+def client_configs(s: KafkaSettings) -> dict[str, Any]:
+    """Connection settings shared by consumers, producers and the admin client."""
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": s.bootstrap_servers.split(","),
+        "client_id": s.client_id,
+        "security_protocol": s.security_protocol,
+    }
+    if s.sasl_mechanism:
+        cfg["sasl_mechanism"] = s.sasl_mechanism
+        cfg["sasl_plain_username"] = s.sasl_username
+        cfg["sasl_plain_password"] = s.sasl_password.get_secret_value() if s.sasl_password else None
+    return cfg
+
+
+def make_consumer(s: KafkaSettings, **overrides: Any) -> KafkaConsumer:
+    """A group consumer that never commits on its own: the daemon commits after outputs land."""
+    return KafkaConsumer(
+        **client_configs(s),
+        group_id=s.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=s.auto_offset_reset,
+        max_poll_records=s.max_poll_records,
+        session_timeout_ms=s.session_timeout_ms,
+        max_poll_interval_ms=s.max_poll_interval_ms,
+        **overrides,
+    )
+
+
+def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    """A producer whose acknowledgements mean the record is replicated (``acks=all``)."""
+    return KafkaProducer(
+        **client_configs(s),
+        acks="all",
+        linger_ms=s.linger_ms,
+        retries=5,
+        max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
+        **overrides,
+    )
+
+
+def wait_for_broker(s: KafkaSettings, timeout_s: float = 60.0) -> None:
+    """Block until the cluster answers, or raise with the address tried."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            KafkaAdminClient(**client_configs(s), request_timeout_ms=5000).close()
+            return
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no Kafka broker at {s.bootstrap_servers}: {exc}") from None
+            time.sleep(0.5)
+
+
+def ensure_topics(s: KafkaSettings, topics: Iterable[str], partitions: int = 3) -> None:
+    """Create the topics that do not exist yet (replication factor 1 for a local broker)."""
+    admin = KafkaAdminClient(**client_configs(s))
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, partitions, 1) for t in dict.fromkeys(topics) if t not in existing]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another instance won the race
+                admin.create_topics(new)
+            log.info("created topics %s", [t.name for t in new])
+    finally:
+        admin.close()
+
+
+def daemon_topics(s: KafkaSettings) -> list[str]:
+    return [s.input_topic, s.scores_topic, s.alerts_topic, s.dlq_topic]

@@ -1,0 +1,159 @@
+"""Model bundles: ``model.onnx`` plus a strict ``manifest.json``.
+
+A bundle is written atomically (a temporary directory, then a rename) and checked on
+load: manifest schema, ONNX checksum, and the graph's input shape against the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MANIFEST = "manifest.json"
+MODEL = "model.onnx"
+FORMAT_VERSION = 1
+INPUT_NAME = "windows"
+OUTPUT_NAME = "reconstruction"
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message names the file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scaler(_Strict):
+    """Standardisation applied before the model: ``(x - mean) / scale`` per feature."""
+
+    mean: list[float]
+    scale: list[float]
+
+    @model_validator(mode="after")
+    def _positive(self) -> Scaler:
+        if len(self.mean) != len(self.scale):
+            raise ValueError("mean and scale differ in length")
+        if any(not s > 0 for s in self.scale):
+            raise ValueError("every scale must be > 0")
+        return self
+
+
+class Threshold(_Strict):
+    value: float = Field(gt=0)
+    method: Literal["quantile"] = "quantile"
+    quantile: float | None = Field(None, gt=0, lt=1)
+    calibration_windows: int = Field(ge=1, description="held-out normal windows it was set on")
+
+
+class Manifest(_Strict):
+    format_version: Literal[1] = FORMAT_VERSION
+    model_version: str
+    variant: str
+    features: list[str] = Field(min_length=1)
+    window: int = Field(ge=1)
+    stride: int = Field(ge=1)
+    scaler: Scaler
+    threshold: Threshold
+    feature_error_scale: list[float] = Field(
+        description="mean per-feature error on training windows, to rank contributions fairly"
+    )
+    metrics: dict[str, float] = {}
+    training: dict[str, Any] = {}
+    created_at: datetime
+    versions: dict[str, str] = {}
+    checksum: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        n = len(self.features)
+        if len(set(self.features)) != n:
+            raise ValueError("features contains duplicates")
+        if len(self.scaler.mean) != n:
+            raise ValueError(f"scaler has {len(self.scaler.mean)} entries for {n} features")
+        if len(self.feature_error_scale) != n:
+            raise ValueError(f"feature_error_scale has {len(self.feature_error_scale)} entries")
+        return self
+
+
+class Bundle:
+    """A loaded, verified bundle: the manifest and the ONNX bytes."""
+
+    def __init__(self, path: Path, manifest: Manifest, model_bytes: bytes) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.model_bytes = model_bytes
+
+    @property
+    def features(self) -> list[str]:
+        return self.manifest.features
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def load_bundle(path: Path | str) -> Bundle:
+    """Load and verify a bundle directory; raise :class:`BundleError` naming what is wrong."""
+    path = Path(path)
+    manifest_path, model_path = path / MANIFEST, path / MODEL
+    for p in (manifest_path, model_path):
+        if not p.is_file():
+            raise BundleError(f"bundle {path}: missing {p.name}")
+    try:
+        raw = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path}: not valid JSON: {exc}") from None
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(manifest)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BundleError(f"{manifest_path}: invalid manifest: {fields}") from None
+    model_bytes = model_path.read_bytes()
+    if sha256(model_bytes) != manifest.checksum:
+        raise BundleError(
+            f"{model_path}: checksum mismatch (manifest field 'checksum' says "
+            f"{manifest.checksum}, file is {sha256(model_bytes)})"
+        )
+    return Bundle(path, manifest, model_bytes)
+
+
+def write_bundle(
+    path: Path | str, model_bytes: bytes, fields: dict[str, Any], *, overwrite: bool = True
+) -> Bundle:
+    """Write ``model.onnx`` and a manifest built from ``fields``, atomically.
+
+    ``checksum`` and ``created_at`` are filled in here; a failed write leaves nothing behind.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise BundleError(f"{path} exists")
+    fields = {"created_at": datetime.now(timezone.utc), **fields, "checksum": sha256(model_bytes)}
+    manifest = Manifest.model_validate(fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (tmp / MODEL).write_bytes(model_bytes)
+        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Bundle(path, manifest, model_bytes)

@@ -1,0 +1,320 @@
+"""``streamae`` command line: train, score, serve, simulate, demo, schema, config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamae import __version__
+from streamae.bundle import BundleError
+from streamae.config import ConfigError, Settings, load_settings
+from streamae.readings import DataError
+
+log = logging.getLogger("streamae")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from streamae.readings import read_table
+    from streamae.training import TrainConfig, fit
+
+    cfg = TrainConfig(
+        variant=args.variant,
+        window=args.window,
+        stride=args.stride,
+        hidden=args.hidden,
+        code=args.code,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        threshold_quantile=args.quantile,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    frame = read_table(args.history)
+    result = fit(frame, args.output, cfg, source=str(args.history))
+    m = result.bundle.manifest
+    print(
+        f"bundle {args.output}: {m.variant}, {len(m.features)} features {m.features}, "
+        f"window {m.window}, stride {m.stride}, threshold {m.threshold.value:.6g} "
+        f"(quantile {m.threshold.quantile}), onnx parity {m.metrics['onnx_parity_max_abs_diff']:.1e}"
+    )
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from streamae.bundle import load_bundle
+    from streamae.offline import score_frame
+    from streamae.readings import read_table
+    from streamae.scoring import Scorer
+
+    settings = load_settings()
+    scorer = Scorer(
+        load_bundle(args.bundle),
+        settings.model.providers,
+        settings.model.intra_op_threads,
+        settings.batch.max_windows,
+    )
+    frame = read_table(args.input)
+    scores = score_frame(frame, scorer, args.input.name, args.top_features)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(args.output, index=False)
+    print(f"{len(scores)} windows scored, {int(scores['is_anomaly'].sum())} over threshold → {args.output}")
+    if args.plot:
+        from streamae.plots import plot_scores
+
+        labels = None
+        if "label" in frame.columns:
+            labelled = frame[frame["label"] > 0]
+            labels = labelled.assign(
+                key=labelled.get("key", "default"), start=labelled["timestamp"], end=labelled["timestamp"]
+            )
+        print(f"plot → {plot_scores(scores, args.plot, labels)}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from streamae.broker import daemon_topics, ensure_topics, make_consumer, make_producer
+    from streamae.bundle import load_bundle
+    from streamae.daemon import Daemon
+    from streamae.scoring import Scorer
+
+    overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
+    settings = _settings(args, **overrides)
+    if settings.model.bundle is None:
+        raise ConfigError(
+            "invalid configuration:\n  STREAMAE_MODEL__BUNDLE: a bundle is required (or pass --bundle)"
+        )
+    scorer = Scorer(
+        load_bundle(settings.model.bundle),
+        settings.model.providers,
+        settings.model.intra_op_threads,
+        settings.batch.max_windows,
+    )
+    k = settings.kafka
+    if args.create_topics:
+        ensure_topics(k, daemon_topics(k))
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "serving %s from %s (group %s) with %s",
+        settings.model.bundle,
+        k.input_topic,
+        k.group_id,
+        scorer.providers,
+    )
+    daemon.run()
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from streamae.simulate import simulate, to_messages
+
+    sim = simulate(
+        args.entities, args.hours * 3600, args.interval, args.anomalies, start=args.start, seed=args.seed
+    )
+    frame = sim.frame.drop(columns=["label", "anomaly_type"]) if args.anomalies == 0 else sim.frame
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        if args.output.suffix in (".parquet", ".pq"):
+            frame.to_parquet(args.output, index=False)
+        else:
+            frame.to_csv(args.output, index=False)
+        print(f"{len(frame)} readings, {len(sim.anomalies)} anomalies → {args.output}")
+    if args.kafka:
+        from streamae.broker import ensure_topics, make_producer
+
+        k = _settings(args).kafka
+        ensure_topics(k, [k.input_topic])
+        producer = make_producer(k)
+        n = 0
+        for key, value in to_messages(frame, args.per_message):
+            producer.send(k.input_topic, key=key, value=value)
+            n += 1
+        producer.flush()
+        producer.close()
+        print(f"{len(frame)} readings in {n} messages → {k.bootstrap_servers} {k.input_topic}")
+    if args.anomalies_out:
+        sim.anomalies_frame().to_csv(args.anomalies_out, index=False)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streamae.demo import run_demo
+
+    summary = run_demo(
+        _settings(args), args.workdir, entities=args.entities, stream_hours=args.hours, epochs=args.epochs
+    )
+    return 0 if summary.windows_scored > 0 else 1
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from streamae.messages import write_schemas
+
+    for path in write_schemas(args.output):
+        print(path)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    print(_settings(args).model_dump_json(indent=2))  # SecretStr prints masked
+    return 0
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    if getattr(args, "bootstrap", None):
+        overrides.setdefault("kafka", {})
+        overrides["kafka"]["bootstrap_servers"] = args.bootstrap  # type: ignore[index]
+    return load_settings(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="streamae",
+        description="Streaming anomaly detection with ONNX autoencoders on Kafka. Settings come "
+        "from STREAMAE_* environment variables (nested with __) and .env; see `streamae config`.",
+    )
+    p.add_argument("--version", action="version", version=f"streamae {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser(
+        "train",
+        help="fit an autoencoder on normal history; write a model bundle",
+        description="Fit an autoencoder on normal-only history (CSV or Parquet: a "
+        "'timestamp' column, an optional 'key' column, numeric feature columns; a "
+        "'label' column is never a feature), calibrate the threshold on held-out "
+        "windows, export ONNX and write BUNDLE_DIR (model.onnx + manifest.json).",
+    )
+    t.add_argument("history", type=Path, help="normal-only history, .csv or .parquet")
+    t.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE_DIR")
+    t.add_argument("--variant", default="dense", choices=["dense"], help="autoencoder family")
+    t.add_argument("--window", type=int, default=30, help="readings per window (default 30)")
+    t.add_argument("--stride", type=int, default=1, help="new readings between windows (default 1)")
+    t.add_argument("--hidden", type=int, default=64, help="hidden layer width")
+    t.add_argument("--code", type=int, default=8, help="bottleneck size")
+    t.add_argument("--epochs", type=int, default=60, help="maximum epochs (early stopping)")
+    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--patience", type=int, default=6, help="epochs without improvement to stop")
+    t.add_argument(
+        "--quantile",
+        type=float,
+        default=0.995,
+        help="threshold = this quantile of held-out normal window scores",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_train)
+
+    s = sub.add_parser(
+        "score",
+        help="score a readings file offline (backfill, evaluation)",
+        description="Score every window of INPUT (same format as training "
+        "history) with BUNDLE; one row per window, stamped with the key and "
+        "timestamp of its last reading, in the columns of the score message.",
+    )
+    s.add_argument("bundle", type=Path)
+    s.add_argument("input", type=Path)
+    s.add_argument("-o", "--output", type=Path, required=True, metavar="SCORES.csv")
+    s.add_argument("--top-features", type=int, default=3)
+    s.add_argument("--plot", type=Path, metavar="PNG", help="also plot score vs time")
+    s.set_defaults(func=_score)
+
+    v = sub.add_parser(
+        "serve",
+        help="run the Kafka scoring daemon",
+        description="Consume readings, score windows, publish scores and alerts; "
+        "commits offsets only after outputs are acknowledged. SIGTERM/SIGINT drain "
+        "and exit 0.",
+    )
+    v.add_argument("--bundle", type=Path, help="model bundle (else STREAMAE_MODEL__BUNDLE)")
+    v.add_argument("--bootstrap", help="Kafka bootstrap servers (else STREAMAE_KAFKA__...)")
+    v.add_argument(
+        "--create-topics", action="store_true", help="create missing input/output/DLQ topics first"
+    )
+    v.set_defaults(func=_serve)
+
+    m = sub.add_parser(
+        "simulate",
+        help="generate a multi-sensor stream with labelled anomalies",
+        description="Simulate machines with correlated sensors and a daily cycle; "
+        "inject spikes, level shifts, drifts, stuck sensors and broken correlations. "
+        "Write a file (-o) and/or publish to Kafka (--kafka).",
+    )
+    m.add_argument("-o", "--output", type=Path, help="write readings to .csv or .parquet")
+    m.add_argument("--kafka", action="store_true", help="publish to STREAMAE_KAFKA__INPUT_TOPIC")
+    m.add_argument("--bootstrap", help="Kafka bootstrap servers")
+    m.add_argument("--entities", type=int, default=4)
+    m.add_argument("--hours", type=float, default=24.0)
+    m.add_argument("--interval", type=float, default=60.0, help="seconds between readings")
+    m.add_argument("--anomalies", type=int, default=2, help="anomalies per entity (0: normal only)")
+    m.add_argument("--start", type=float, default=1_767_225_600.0, help="epoch seconds")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--per-message", type=int, default=1, help="readings per Kafka message")
+    m.add_argument("--anomalies-out", type=Path, help="write the injected anomalies as CSV")
+    m.set_defaults(func=_simulate)
+
+    d = sub.add_parser(
+        "demo",
+        help="end-to-end demo on a running broker",
+        description="Simulate history, train, start the daemon, stream data with "
+        "anomalies, print alerts as they arrive and a summary.",
+    )
+    d.add_argument("--bootstrap", help="Kafka bootstrap servers")
+    d.add_argument("--workdir", type=Path, default=Path(".demo/run"))
+    d.add_argument("--entities", type=int, default=4)
+    d.add_argument("--hours", type=float, default=24.0, help="hours of stream to score")
+    d.add_argument("--epochs", type=int, default=40)
+    d.set_defaults(func=_demo)
+
+    c = sub.add_parser(
+        "schema",
+        help="write the JSON Schemas of all messages",
+        description="Write reading/score/alert/dead-letter JSON Schemas.",
+    )
+    c.add_argument("-o", "--output", type=Path, default=Path("docs/schemas"))
+    c.set_defaults(func=_schema)
+
+    g = sub.add_parser(
+        "config",
+        help="print the effective settings (secrets masked)",
+        description="Print settings resolved from the environment and .env.",
+    )
+    g.set_defaults(func=_config)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kafka-python logs transient reconnects as warnings; its errors still show.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    try:
+        return int(args.func(args))
+    except (ConfigError, BundleError, DataError) as exc:
+        print(f"streamae: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

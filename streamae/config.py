@@ -1,0 +1,128 @@
+"""Settings: environment (``STREAMAE_`` prefix, ``__`` for nesting), ``.env``, or keywords.
+
+``load_settings`` turns every mistake into one :class:`ConfigError` that names the
+offending field as the environment variable a user would set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "STREAMAE_"
+ENV_DELIMITER = "__"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names each bad field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "streamae.readings"
+    scores_topic: str = "streamae.scores"
+    alerts_topic: str = "streamae.alerts"
+    dlq_topic: str = "streamae.dlq"
+    group_id: str = "streamae"
+    client_id: str = "streamae"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(2000, ge=1)
+    session_timeout_ms: int = Field(45000, ge=1000)
+    max_poll_interval_ms: int = Field(300000, ge=1000)
+    linger_ms: int = Field(5, ge=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+
+class ModelSettings(_Section):
+    bundle: Path | None = None
+    # Tried in order; providers this onnxruntime build lacks are skipped.
+    providers: list[str] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    intra_op_threads: int = Field(0, ge=0, description="0 lets ONNX Runtime decide")
+    top_features: int = Field(3, ge=1)
+
+
+class BatchSettings(_Section):
+    max_windows: int = Field(4096, ge=1, description="score as soon as this many windows wait")
+    max_wait_ms: int = Field(200, ge=1, description="...or when the oldest has waited this long")
+
+
+class AlertSettings(_Section):
+    k: int = Field(3, ge=1, description="windows over threshold among the last n that open an alert")
+    n: int = Field(5, ge=1)
+    quiet_windows: int = Field(10, ge=1, description="consecutive normal windows that close it")
+    cooldown_s: float = Field(0.0, ge=0, description="event time after a close with no new open")
+    severity_ratios: dict[str, float] = Field(
+        default_factory=lambda: {"warning": 1.0, "major": 2.0, "critical": 4.0},
+        description="severity name -> minimum peak score / threshold",
+    )
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> AlertSettings:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
+        if not self.severity_ratios:
+            raise ValueError("severity_ratios needs at least one level")
+        return self
+
+
+class Settings(BaseSettings):
+    """All daemon settings. Example: ``STREAMAE_KAFKA__BOOTSTRAP_SERVERS=host:9092``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    model: ModelSettings = ModelSettings()
+    batch: BatchSettings = BatchSettings()
+    alerts: AlertSettings = AlertSettings()
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 disables")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable that sets the field at pydantic location ``loc``."""
+    return ENV_PREFIX + ENV_DELIMITER.join(str(part) for part in loc).upper()
+
+
+def _unknown_env_vars(environ: dict[str, str]) -> list[str]:
+    """STREAMAE_* variables that match no field: a typo must not be silently ignored."""
+    known: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            loc = (*prefix, name)
+            known.add(env_name(loc))
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, loc)
+
+    walk(Settings, ())
+    return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, ``.env`` and ``overrides``; fail with field names."""
+    unknown = _unknown_env_vars(dict(os.environ))
+    if unknown:
+        raise ConfigError("unknown setting(s): " + ", ".join(unknown))
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [f"  {env_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

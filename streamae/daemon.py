@@ -1,0 +1,264 @@
+"""The serving loop: poll → decode → window → micro-batch → score → alert → publish → commit.
+
+Delivery is at-least-once and window-complete. Offsets are committed only after the
+producer acknowledged every output they produced, and the committed offset is the
+oldest reading still held for an unfinished window, so a restarted (or rebalanced)
+consumer replays just enough to rebuild its windows. The commit metadata carries
+``scored_through``, the last offset whose outputs were published; replayed windows up to
+it are rebuilt and fed to the alert policy but not published again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.producer.future import FutureRecordMetadata
+from kafka.structs import OffsetAndMetadata
+
+from streamae import metrics
+from streamae.alerts import AlertPolicy
+from streamae.config import Settings
+from streamae.decode import ReadingDecoder, RecordLike, Rejected
+from streamae.scoring import ScoreBatch, Scorer
+from streamae.windows import Windows, WindowStore
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge an output; offsets stay uncommitted."""
+
+
+@dataclass
+class PartitionState:
+    """Windows, alert state and commit position of one assigned partition."""
+
+    store: WindowStore
+    policy: AlertPolicy
+    scored_through: int = -1  # outputs of offsets <= this are already published
+    next_offset: int | None = None  # one past the last record consumed
+    committed: tuple[int, int] | None = None  # (offset, scored_through) last committed
+
+
+@dataclass
+class DaemonStats:
+    readings: int = 0
+    dead_letters: int = 0
+    windows: int = 0
+    replayed_windows: int = 0
+    alerts_opened: int = 0
+    alerts_closed: int = 0
+    commits: int = 0
+    batches: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.daemon.release(revoked)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class Daemon:
+    """One consumer-group member. ``run()`` blocks until ``stop()``; then drains and commits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scorer: Scorer,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+    ) -> None:
+        self.settings = settings
+        self.scorer = scorer
+        self.consumer = consumer
+        self.producer = producer
+        m = scorer.manifest
+        self.decoder = ReadingDecoder(m.features)
+        self.stats = DaemonStats()
+        self._parts: dict[TopicPartition, PartitionState] = {}
+        self._pending: list[Windows] = []
+        self._pending_n = 0
+        self._futures: list[FutureRecordMetadata] = []
+        self._dirty_since: float | None = None
+        self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the first poll has joined the group
+
+    def stop(self) -> None:
+        """Ask the loop to finish: it drains in-flight work, commits and returns."""
+        self._stop.set()
+
+    def run(self) -> DaemonStats:
+        k = self.settings.kafka
+        self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
+        b = self.settings.batch
+        max_wait = b.max_wait_ms / 1000
+        try:
+            while not self._stop.is_set():
+                waited = 0.0 if self._dirty_since is None else time.monotonic() - self._dirty_since
+                timeout_ms = max(1, int(1000 * min(0.25, max_wait - waited)))
+                polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=k.max_poll_records)
+                self.ready.set()
+                for tp, records in polled.items():
+                    self._ingest(tp, records)
+                due = self._dirty_since is not None and (time.monotonic() - self._dirty_since >= max_wait)
+                if self._pending_n >= b.max_windows or due:
+                    self.flush()
+            self.flush()
+        finally:
+            self.consumer.close(autocommit=False)
+            self.producer.close(timeout=10)
+        log.info("stopped: %s", self.stats)
+        return self.stats
+
+    # -- ingest ---------------------------------------------------------------------
+
+    def _state(self, tp: TopicPartition) -> PartitionState:
+        st = self._parts.get(tp)
+        if st is None:
+            m = self.scorer.manifest
+            a = self.settings.alerts
+            st = PartitionState(
+                store=WindowStore(m.window, m.stride, len(m.features)),
+                policy=AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
+                scored_through=self._committed_scored_through(tp),
+            )
+            self._parts[tp] = st
+        return st
+
+    def _committed_scored_through(self, tp: TopicPartition) -> int:
+        committed = self.consumer.committed(tp, metadata=True)
+        if committed is None or not committed.metadata:
+            return -1
+        try:
+            return int(orjson.loads(committed.metadata)["scored_through"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("%s: unreadable commit metadata %r", tp, committed.metadata)
+            return -1
+
+    def _ingest(self, tp: TopicPartition, records: Sequence[RecordLike]) -> None:
+        st = self._state(tp)
+        readings, rejected = self.decoder.decode(records, tp.topic, tp.partition)
+        for r in rejected:
+            if r.offset > st.scored_through:  # already dead-lettered before a restart
+                self._dead_letter(r)
+        windows = st.store.push(readings)
+        st.next_offset = records[-1].offset + 1
+        self.stats.readings += len(readings)
+        metrics.READINGS.inc(len(readings))
+        if len(windows):
+            self._pending.append(windows)
+            self._pending_n += len(windows)
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+
+    def _dead_letter(self, r: Rejected) -> None:
+        k = self.settings.kafka
+        value = r.value.decode("utf-8", "replace") if r.value is not None else ""
+        doc = {
+            "reason": r.reason,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "index": r.index,
+            "key": r.key.decode("utf-8", "replace") if r.key else None,
+            "value": value,
+        }
+        headers = [("streamae.reason", r.reason.encode()[:512])]
+        self._send(k.dlq_topic, r.key, orjson.dumps(doc), headers)
+        self.stats.dead_letters += 1
+        metrics.DEAD_LETTERS.inc()
+        log.warning("dead letter %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+        self._futures.append(self.producer.send(topic, value=value, key=key, headers=headers))
+
+    # -- flush: score, publish, commit -----------------------------------------------
+
+    def flush(self) -> None:
+        """Score what is pending, publish, wait for acknowledgements, then commit."""
+        if self._dirty_since is None and not self._futures:
+            return
+        started = time.perf_counter()
+        if self._pending:
+            batch = self.scorer.score(np.concatenate([w.data for w in self._pending]))
+            lo = 0
+            for windows in self._pending:
+                part = ScoreBatch(
+                    batch.scores[lo : lo + len(windows)], batch.feature_errors[lo : lo + len(windows)]
+                )
+                lo += len(windows)
+                self._publish(windows, part)
+            self.stats.batches += 1
+        self._pending, self._pending_n = [], 0
+        self.producer.flush()
+        futures, self._futures = self._futures, []
+        for f in futures:
+            try:
+                f.get(timeout=0)
+            except Exception as exc:  # any delivery failure must stop the commit
+                raise DeliveryError(f"output not acknowledged: {exc!r}") from exc
+        self._commit()
+        self._dirty_since = None
+        metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
+        metrics.KEYS.set(sum(len(st.store) for st in self._parts.values()))
+
+    def _publish(self, windows: Windows, batch: ScoreBatch) -> None:
+        k = self.settings.kafka
+        st = self._parts[TopicPartition(windows.topic, windows.partition)]
+        messages = self.scorer.messages(windows, batch, self.settings.model.top_features)
+        fresh = windows.last_offset > st.scored_through
+        events = st.policy.update(messages)
+        for msg, is_fresh in zip(messages, fresh.tolist()):
+            if is_fresh:
+                self._send(k.scores_topic, msg["key"].encode(), orjson.dumps(msg))
+        for i, event in events:
+            if fresh[i]:
+                self._send(k.alerts_topic, event["key"].encode(), orjson.dumps(event))
+                if event["event"] == "open":
+                    self.stats.alerts_opened += 1
+                else:
+                    self.stats.alerts_closed += 1
+                metrics.ALERTS.labels(event["event"]).inc()
+        n_fresh = int(fresh.sum())
+        self.stats.windows += n_fresh
+        self.stats.replayed_windows += len(windows) - n_fresh
+        metrics.WINDOWS.inc(n_fresh)
+        metrics.REPLAYED.inc(len(windows) - n_fresh)
+
+    def _commit(self) -> None:
+        offsets = {}
+        for tp, st in self._parts.items():
+            if st.next_offset is None:
+                continue
+            oldest = st.store.oldest_offset()
+            offset = st.next_offset if oldest is None else min(oldest, st.next_offset)
+            st.scored_through = max(st.scored_through, st.next_offset - 1)
+            if st.committed == (offset, st.scored_through):
+                continue
+            meta = orjson.dumps({"scored_through": st.scored_through}).decode()
+            offsets[tp] = OffsetAndMetadata(offset, meta, -1)
+            st.committed = (offset, st.scored_through)
+        if offsets:
+            self.consumer.commit(offsets)
+            self.stats.commits += 1
+            metrics.COMMITS.inc()
+
+    def release(self, partitions: Sequence[TopicPartition]) -> None:
+        """Before partitions move to another member: publish and commit, then drop their state."""
+        self.flush()
+        for tp in partitions:
+            self._parts.pop(tp, None)

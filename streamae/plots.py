@@ -1,0 +1,62 @@
+"""Score-over-time pictures: score, threshold, labelled anomalies and alerts per key."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def plot_scores(
+    scores: pd.DataFrame,
+    path: Path,
+    labels: pd.DataFrame | None = None,
+    alerts: Sequence[tuple[str, float, float]] = (),
+    title: str = "anomaly score",
+) -> Path:
+    """One panel per key: score (log scale) vs time, threshold, labelled spans, alert spans.
+
+    ``scores`` has ``key``, ``window_end``, ``score``, ``threshold``; ``labels`` has ``key``,
+    ``start``, ``end`` (epoch s); ``alerts`` are ``(key, start, end)``.
+    """
+    keys = sorted(scores["key"].unique())
+    fig, axes = plt.subplots(len(keys), 1, figsize=(12, 2.2 * len(keys) + 0.8), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        s = scores[scores["key"] == key]
+        t = pd.to_datetime(s["window_end"], unit="s")
+        ax.plot(t, s["score"], lw=0.8, color="tab:blue", label="score")
+        ax.plot(t, s["threshold"], lw=1, ls="--", color="tab:red", label="threshold")
+        if labels is not None:
+            for row in labels[labels["key"] == key].itertuples():
+                ax.axvspan(
+                    pd.to_datetime(row.start, unit="s"),
+                    pd.to_datetime(row.end, unit="s"),
+                    color="orange",
+                    alpha=0.3,
+                    lw=0,
+                )
+        for k, start, end in alerts:
+            if k == key:
+                ax.axvspan(
+                    pd.to_datetime(start, unit="s"),
+                    pd.to_datetime(end, unit="s"),
+                    ymin=0.9,
+                    ymax=1.0,
+                    color="crimson",
+                    alpha=0.8,
+                    lw=0,
+                )
+        ax.set_yscale("log")
+        ax.set_ylabel(key, fontsize=8)
+    axes[0, 0].legend(loc="upper right", fontsize=7)
+    axes[0, 0].set_title(f"{title}  (orange: injected/labelled anomaly, red bar: alert)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,110 @@
+"""Columnar batches of readings, and loading them from CSV or Parquet files.
+
+A batch comes from one source partition (a Kafka partition, or a file), so window
+provenance is a plain offset range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Columns of a history/stream file that are never features.
+RESERVED_COLUMNS = ("timestamp", "key", "label", "anomaly_type", "anomaly_id")
+DEFAULT_KEY = "default"
+
+
+@dataclass(frozen=True)
+class Readings:
+    """``n`` readings: entity keys, event times (epoch s), values ``(n, F)`` and offsets."""
+
+    keys: np.ndarray  # object array of str
+    ts: np.ndarray  # float64
+    values: np.ndarray  # float32, (n, F)
+    offsets: np.ndarray  # int64: Kafka offset, or row number for a file
+    topic: str
+    partition: int
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def empty(cls, n_features: int, topic: str = "", partition: int = 0) -> Readings:
+        return cls(
+            keys=np.empty(0, dtype=object),
+            ts=np.empty(0, dtype=np.float64),
+            values=np.empty((0, n_features), dtype=np.float32),
+            offsets=np.empty(0, dtype=np.int64),
+            topic=topic,
+            partition=partition,
+        )
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file and column."""
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file and normalise its ``timestamp`` column to epoch seconds."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    if "timestamp" not in frame.columns:
+        raise DataError(f"{path}: no 'timestamp' column (columns: {list(frame.columns)})")
+    frame["timestamp"] = to_epoch_seconds(frame["timestamp"], path)
+    if "key" in frame.columns:
+        frame["key"] = frame["key"].astype(str)
+    return frame
+
+
+def to_epoch_seconds(column: pd.Series, path: Path | str = "") -> np.ndarray:
+    """Epoch seconds from numbers (already epoch seconds) or ISO 8601 strings (UTC if naive)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.to_numpy(dtype=np.float64)
+    try:
+        parsed = pd.to_datetime(column, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: column 'timestamp' is neither epoch seconds nor ISO 8601: {exc}") from None
+    return parsed.astype("int64").to_numpy() / _unit_per_second(parsed)
+
+
+def _unit_per_second(parsed: pd.Series) -> float:
+    unit = np.datetime_data(parsed.dt.tz_localize(None).to_numpy().dtype)[0]
+    return {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """Every numeric column that is not reserved (timestamp, key, label, …), in file order."""
+    return [c for c in frame.columns if c not in RESERVED_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def frame_to_readings(frame: pd.DataFrame, features: list[str], source: str) -> Readings:
+    """Readings in file order; offsets are row numbers so scores join back to rows."""
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing feature column(s) {missing}")
+    values = frame[features].to_numpy(dtype=np.float32)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"{source}: {int(bad.sum())} missing or non-finite value(s), first in row {row}, "
+            f"column '{features[col]}'"
+        )
+    keys = (
+        frame["key"].to_numpy(dtype=object)
+        if "key" in frame.columns
+        else np.full(len(frame), DEFAULT_KEY, dtype=object)
+    )
+    return Readings(
+        keys=keys,
+        ts=frame["timestamp"].to_numpy(dtype=np.float64),
+        values=values,
+        offsets=np.arange(len(frame), dtype=np.int64),
+        topic=source,
+        partition=0,
+    )

@@ -1,0 +1,154 @@
+"""Score windows with the bundle's ONNX autoencoder.
+
+Score = mean squared reconstruction error of the standardised window; the per-feature
+errors (averaged over time, normalised by their training means) say which sensors
+caused it. The daemon and ``streamae score`` both go through :meth:`Scorer.messages`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+from streamae.bundle import INPUT_NAME, Bundle, BundleError
+from streamae.windows import Windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreBatch:
+    scores: np.ndarray  # float64 (m,)
+    feature_errors: np.ndarray  # float32 (m, F), mean squared error per feature
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def feature_errors(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    """Mean squared error per feature over the time axis: ``(m, W, F) -> (m, F)``."""
+    return np.square(recon - x).mean(axis=1)
+
+
+def select_providers(requested: Sequence[str]) -> list[str]:
+    """The requested providers this onnxruntime build has, in order; CPU always last."""
+    available = set(ort.get_available_providers())
+    chosen = [p for p in requested if p in available and p != "CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class Scorer:
+    """An ONNX Runtime session for one bundle, scoring windows in batches."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        providers: Sequence[str] = ("CUDAExecutionProvider", "CPUExecutionProvider"),
+        intra_op_threads: int = 0,
+        max_batch: int = 4096,
+    ) -> None:
+        m = bundle.manifest
+        self.manifest = m
+        self.max_batch = max_batch
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.log_severity_level = 3
+        # A GPU build on a host without CUDA logs a loud load error and falls back to CPU;
+        # that fallback is expected here and reported below in one line instead.
+        ort.set_default_logger_severity(4)
+        try:
+            self.session = ort.InferenceSession(
+                bundle.model_bytes, sess_options=opts, providers=select_providers(providers)
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BundleError(f"{bundle.path}/model.onnx: ONNX Runtime cannot load it: {exc}") from None
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != [INPUT_NAME]:
+            raise BundleError(f"{bundle.path}/model.onnx: expected one input '{INPUT_NAME}'")
+        shape = inputs[0].shape
+        if len(shape) != 3 or shape[1:] != [m.window, len(m.features)]:
+            raise BundleError(
+                f"{bundle.path}: graph input shape {shape} does not match manifest "
+                f"'window' ({m.window}) and 'features' ({len(m.features)})"
+            )
+        self._mean = np.asarray(m.scaler.mean, dtype=np.float32)
+        self._inv_scale = 1.0 / np.asarray(m.scaler.scale, dtype=np.float32)
+        self._error_scale = np.asarray(m.feature_error_scale, dtype=np.float32)
+        in_use = self.session.get_providers()
+        log.info("ONNX Runtime providers in use: %s", in_use)
+        missing = [p for p in providers if p not in in_use]
+        if missing and "CUDAExecutionProvider" in missing:
+            log.info("CUDAExecutionProvider unavailable here (no GPU or CUDA runtime); using CPU")
+
+    @property
+    def threshold(self) -> float:
+        return self.manifest.threshold.value
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def score(self, data: np.ndarray) -> ScoreBatch:
+        """Score raw (unscaled) windows ``(m, window, F)``."""
+        if data.ndim != 3 or data.shape[1:] != (self.manifest.window, len(self._mean)):
+            raise ValueError(f"windows must be (m, {self.manifest.window}, {len(self._mean)})")
+        x = ((data - self._mean) * self._inv_scale).astype(np.float32, copy=False)
+        errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
+        for lo in range(0, len(x), self.max_batch):
+            chunk = x[lo : lo + self.max_batch]
+            (recon,) = self.session.run(None, {INPUT_NAME: chunk})
+            errors[lo : lo + len(chunk)] = feature_errors(chunk, recon)
+        return ScoreBatch(errors.mean(axis=1, dtype=np.float64), errors)
+
+    def contributions(self, feature_errors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices ``(m, k)`` and shares of the top-``k`` features, errors normalised by training."""
+        rel = feature_errors / self._error_scale
+        total = rel.sum(axis=1, keepdims=True)
+        share = np.divide(rel, total, out=np.zeros_like(rel), where=total > 0)
+        k = min(k, share.shape[1])
+        top = np.argsort(-share, axis=1, kind="stable")[:, :k]
+        return top, np.take_along_axis(share, top, axis=1)
+
+    def messages(self, windows: Windows, batch: ScoreBatch, top_k: int = 3) -> list[dict]:
+        """Score messages (see ``messages.ScoreMessage``) for scored windows."""
+        m = self.manifest
+        threshold = m.threshold.value
+        top, share = self.contributions(batch.feature_errors, top_k)
+        features = m.features
+        out = []
+        for i, (key, start, end, score, o0, o1) in enumerate(
+            zip(
+                windows.keys.tolist(),
+                windows.start_ts.tolist(),
+                windows.end_ts.tolist(),
+                batch.scores.tolist(),
+                windows.first_offset.tolist(),
+                windows.last_offset.tolist(),
+            )
+        ):
+            out.append(
+                {
+                    "key": key,
+                    "window_start": start,
+                    "window_end": end,
+                    "score": score,
+                    "threshold": threshold,
+                    "is_anomaly": score > threshold,
+                    "top_features": [
+                        {"feature": features[f], "share": round(s, 4)}
+                        for f, s in zip(top[i].tolist(), share[i].tolist())
+                    ],
+                    "model_version": m.model_version,
+                    "source": {
+                        "topic": windows.topic,
+                        "partition": windows.partition,
+                        "offset_start": o0,
+                        "offset_end": o1,
+                    },
+                }
+            )
+        return out
