@@ -108,10 +108,8 @@ class WindowStore:
                         np.stack([offsets[starts], offsets[ends]]),
                     )
                 )
-            keep = w - 1
-            tail.values = values[len(values) - keep :] if keep else values[:0]
-            tail.ts = ts[len(ts) - keep :] if keep else ts[:0]
-            tail.offsets = offsets[len(offsets) - keep :] if keep else offsets[:0]
+            keep = max(0, len(values) - (w - 1))  # first row still needed by a future window
+            tail.values, tail.ts, tail.offsets = values[keep:], ts[keep:], offsets[keep:]
             tail.seen = seen
         if not parts:
             return self._empty(readings)

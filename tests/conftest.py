@@ -1,0 +1,83 @@
+"""Shared fixtures: a trained bundle (session), simulated data, and the real local broker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from streamae.simulate import DAY_S, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = 1_767_225_600.0
+WINDOW = 20
+
+
+@pytest.fixture(scope="session")
+def history() -> pd.DataFrame:
+    """Two days of normal readings for two machines (no label columns)."""
+    sim = simulate(entities=2, duration_s=2 * DAY_S, anomalies_per_entity=0, start=T0, seed=11)
+    return sim.frame.drop(columns=["label", "anomaly_type"])
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> Path:
+    """A dense bundle trained on ``history`` (window 20, stride 1)."""
+    from streamae.training import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("bundle") / "dense"
+    fit(history, out, TrainConfig(window=WINDOW, epochs=25, progress=False, seed=3), "history")
+    return out
+
+
+def stream(hours: float, anomalies: int, seed: int, entities: int = 2):
+    """A later stretch of the same machines, with ``anomalies`` injected per machine."""
+    return simulate(entities=entities, duration_s=hours * 3600, anomalies_per_entity=anomalies,
+                    start=T0 + 2 * DAY_S, seed=seed, kinds=("level_shift", "spike"))
+
+
+def _free_port() -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s2:  # the controller listens on port + 1
+            if s2.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node KRaft broker from deploy/kafka.sh (or STREAMAE_TEST_BOOTSTRAP)."""
+    given = os.environ.get("STREAMAE_TEST_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    port = _free_port()
+    data = tmp_path_factory.mktemp("kafka")
+    script = ROOT / "deploy" / "kafka.sh"
+    subprocess.run(["bash", str(script), "start", str(port), str(data)], check=True, timeout=300)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(data)], check=False, timeout=60)
+
+
+@pytest.fixture
+def topics() -> dict[str, str]:
+    """Fresh topic names and group id for one test."""
+    run = uuid.uuid4().hex[:8]
+    return {
+        "input_topic": f"t{run}.readings",
+        "scores_topic": f"t{run}.scores",
+        "alerts_topic": f"t{run}.alerts",
+        "dlq_topic": f"t{run}.dlq",
+        "group_id": f"g{run}",
+    }

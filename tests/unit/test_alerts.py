@@ -1,0 +1,62 @@
+import pytest
+
+from streamae.alerts import AlertPolicy
+
+
+def scores(key, flags, t0=0.0, hot=5.0):
+    return [
+        {"key": key, "window_end": t0 + 60 * i, "score": hot if f else 0.5, "threshold": 1.0,
+         "is_anomaly": bool(f), "top_features": [{"feature": "a", "share": 1.0}],
+         "model_version": "m"}
+        for i, f in enumerate(flags)
+    ]
+
+
+def events(policy, msgs):
+    return [(i, e["event"]) for i, e in policy.update(msgs)]
+
+
+def test_opens_on_kth_of_n_and_closes_after_quiet_period():
+    p = AlertPolicy(k=3, n=5, quiet_windows=2)
+    msgs = scores("m1", [1, 0, 1, 0, 1, 1, 0, 0, 0])
+    assert events(p, msgs) == [(4, "open"), (7, "close")]
+
+
+def test_isolated_hot_windows_do_not_open():
+    p = AlertPolicy(k=3, n=5, quiet_windows=2)
+    assert events(p, scores("m1", [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0])) == []
+
+
+def test_keys_are_independent_and_close_carries_span_and_peak():
+    p = AlertPolicy(k=2, n=2, quiet_windows=1)
+    msgs = scores("a", [1, 1, 0]) + scores("b", [0, 1, 0])
+    out = p.update(msgs)
+    assert [(e["key"], e["event"]) for _, e in out] == [("a", "open"), ("a", "close")]
+    close = out[1][1]
+    assert close["start"] == 60.0 and close["end"] == 60.0 and close["peak_score"] == 5.0
+    assert close["alert_id"] == out[0][1]["alert_id"]
+
+
+def test_cooldown_blocks_reopen_in_event_time():
+    p = AlertPolicy(k=1, n=1, quiet_windows=1, cooldown_s=300)
+    msgs = scores("a", [1, 0, 1, 0, 0, 0, 0, 0, 1])
+    assert events(p, msgs) == [(0, "open"), (1, "close"), (8, "open")]
+
+
+def test_state_carries_across_batches():
+    p = AlertPolicy(k=3, n=3, quiet_windows=1)
+    msgs = scores("a", [1, 1, 1, 0])
+    assert events(p, msgs[:2]) == []
+    assert events(p, msgs[2:]) == [(0, "open"), (1, "close")]
+    assert p.open_alerts == {}
+
+
+@pytest.mark.parametrize("ratio,level", [(0.5, "warning"), (1.5, "warning"), (2.0, "major"),
+                                         (10, "critical")])
+def test_severity_from_ratio(ratio, level):
+    assert AlertPolicy().severity(ratio) == level
+
+
+def test_invalid_k_n():
+    with pytest.raises(ValueError):
+        AlertPolicy(k=4, n=3)

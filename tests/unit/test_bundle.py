@@ -1,0 +1,86 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from streamae.bundle import BundleError, load_bundle
+from streamae.scoring import Scorer
+
+
+def test_round_trip_keeps_manifest_and_model(bundle_dir):
+    b = load_bundle(bundle_dir)
+    m = b.manifest
+    assert m.variant == "dense" and m.window == 20 and m.stride == 1
+    assert m.features == ["temperature", "pressure", "vibration", "flow", "power"]
+    assert m.threshold.method == "quantile" and m.threshold.value > 0
+    assert m.checksum.startswith("sha256:")
+    assert m.metrics["onnx_parity_max_abs_diff"] < 1e-4
+    assert not list(bundle_dir.parent.glob(f".{bundle_dir.name}*"))  # no temp dirs left behind
+
+
+@pytest.fixture
+def copy(bundle_dir, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(bundle_dir, dst)
+    return dst
+
+
+def _edit(path, **changes):
+    doc = json.loads((path / "manifest.json").read_text())
+    for dotted, value in changes.items():
+        node = doc
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    (path / "manifest.json").write_text(json.dumps(doc))
+
+
+def test_tampered_model_fails_on_checksum(copy):
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="checksum"):
+        load_bundle(copy)
+
+
+@pytest.mark.parametrize(
+    "changes,field",
+    [
+        ({"window": 0}, "window"),
+        ({"threshold__value": -1}, "threshold.value"),
+        ({"scaler__scale": [1, 1, 0, 1, 1]}, "scaler"),
+        ({"features": ["a", "b"]}, "scaler has 5 entries for 2 features"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_invalid_manifest_names_the_field(copy, changes, field):
+    _edit(copy, **changes)
+    with pytest.raises(BundleError, match="invalid manifest") as exc:
+        load_bundle(copy)
+    assert field in str(exc.value)
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(BundleError, match="missing manifest.json"):
+        load_bundle(tmp_path)
+
+
+def test_graph_shape_must_match_manifest_window(copy):
+    _edit(copy, window=21)
+    with pytest.raises(BundleError, match="'window'"):
+        Scorer(load_bundle(copy), ["CPUExecutionProvider"])
+
+
+def test_scorer_runs_on_cpu_and_checks_input_shape(bundle_dir):
+    scorer = Scorer(load_bundle(bundle_dir), ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                    max_batch=7)
+    assert scorer.providers[-1] == "CPUExecutionProvider"
+    x = np.random.default_rng(0).normal(50, 5, (20, 20, 5)).astype(np.float32)
+    batched = scorer.score(x)
+    whole = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"], max_batch=1000).score(x)
+    np.testing.assert_allclose(batched.scores, whole.scores, rtol=1e-6)
+    assert batched.feature_errors.shape == (20, 5)
+    with pytest.raises(ValueError):
+        scorer.score(x[:, :10])

@@ -1,0 +1,56 @@
+import pytest
+
+from streamae.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for k in list(__import__("os").environ):
+        if k.startswith("STREAMAE_"):
+            monkeypatch.delenv(k)
+
+
+def test_defaults_and_nested_env(monkeypatch):
+    monkeypatch.setenv("STREAMAE_KAFKA__BOOTSTRAP_SERVERS", "b1:9092,b2:9092")
+    monkeypatch.setenv("STREAMAE_ALERTS__K", "2")
+    monkeypatch.setenv("STREAMAE_MODEL__PROVIDERS", '["CPUExecutionProvider"]')
+    s = load_settings()
+    assert s.kafka.bootstrap_servers == "b1:9092,b2:9092"
+    assert s.alerts.k == 2 and s.alerts.n == 5
+    assert s.model.providers == ["CPUExecutionProvider"]
+    assert s.batch.max_windows == 4096
+
+
+def test_dotenv_file(tmp_path):
+    (tmp_path / ".env").write_text("STREAMAE_KAFKA__GROUP_ID=from-dotenv\n")
+    assert load_settings().kafka.group_id == "from-dotenv"
+
+
+@pytest.mark.parametrize(
+    "var,value,named",
+    [
+        ("STREAMAE_BATCH__MAX_WINDOWS", "0", "STREAMAE_BATCH__MAX_WINDOWS"),
+        ("STREAMAE_KAFKA__AUTO_OFFSET_RESET", "sometimes", "STREAMAE_KAFKA__AUTO_OFFSET_RESET"),
+        ("STREAMAE_METRICS_PORT", "http", "STREAMAE_METRICS_PORT"),
+        ("STREAMAE_ALERTS__K", "9", "STREAMAE_ALERTS"),
+    ],
+)
+def test_invalid_values_name_the_variable(monkeypatch, var, value, named):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as exc:
+        load_settings()
+    assert named in str(exc.value)
+
+
+def test_misspelled_variable_is_an_error_not_ignored(monkeypatch):
+    monkeypatch.setenv("STREAMAE_KAFKA__BOOTSTRAP_SERVER", "x:1")
+    with pytest.raises(ConfigError, match="STREAMAE_KAFKA__BOOTSTRAP_SERVER"):
+        load_settings()
+
+
+def test_secret_is_masked(monkeypatch):
+    monkeypatch.setenv("STREAMAE_KAFKA__SASL_PASSWORD", "hunter2")
+    s = load_settings()
+    assert "hunter2" not in s.model_dump_json()
+    assert s.kafka.sasl_password.get_secret_value() == "hunter2"

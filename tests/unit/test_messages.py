@@ -1,0 +1,47 @@
+"""Outputs honour the published contract; docs/schemas is what the models generate."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+
+from streamae.alerts import AlertPolicy
+from streamae.bundle import load_bundle
+from streamae.messages import SCHEMAS, AlertEvent, ScoreMessage, json_schema
+from streamae.readings import frame_to_readings
+from streamae.scoring import Scorer
+from streamae.windows import WindowStore
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+
+
+def test_committed_schemas_are_up_to_date():
+    for name in SCHEMAS:
+        committed = json.loads((DOCS / f"{name}.schema.json").read_text())
+        assert committed == json_schema(name), f"run `streamae schema` to refresh {name}"
+
+
+def test_score_and_alert_messages_validate(bundle_dir, history):
+    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+    m = scorer.manifest
+    frame = history.head(400).copy()
+    frame.loc[frame.index[100:160], "flow"] += 30  # force alerts
+    windows = WindowStore(m.window, m.stride, len(m.features)).push(
+        frame_to_readings(frame, m.features, "file")
+    )
+    msgs = scorer.messages(windows, scorer.score(windows.data), top_k=3)
+    assert len(msgs) == len(windows) > 0
+    score_schema = json_schema("score")
+    for msg in msgs:
+        ScoreMessage.model_validate(msg)
+        jsonschema.validate(msg, score_schema)
+        shares = [f["share"] for f in msg["top_features"]]
+        assert shares == sorted(shares, reverse=True) and sum(shares) <= 1.0001
+    events = [e for _, e in AlertPolicy(k=2, n=3, quiet_windows=3).update(msgs)]
+    assert {e["event"] for e in events} == {"open", "close"}
+    for e in events:
+        AlertEvent.model_validate(e)
+        jsonschema.validate(e, json_schema("alert"))
+    assert any(f["feature"] == "flow" for f in events[0]["top_features"])
+    assert np.isclose(events[0]["threshold"], m.threshold.value)
