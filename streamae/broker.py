@@ -50,6 +50,7 @@ def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(
         **client_configs(s),
         acks="all",
+        request_timeout_ms=s.request_timeout_ms,
         linger_ms=s.linger_ms,
         retries=5,
         max_in_flight_requests_per_connection=1,  # keeps per-key order across retries

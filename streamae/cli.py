@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser(
         "schema",
         help="write the JSON Schemas of all messages",
-        description="Write reading/score/alert/dead-letter JSON Schemas.",
+        description="Write the JSON Schemas of the reading, score, alert and "
+        "dead-letter messages (generated from the pydantic models in streamae.messages) as "
+        "<name>.schema.json files; docs/messages.md explains them.",
     )
     c.add_argument("-o", "--output", type=Path, default=Path("docs/schemas"))
     c.set_defaults(func=_schema)
@@ -295,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "config",
         help="print the effective settings (secrets masked)",
-        description="Print settings resolved from the environment and .env.",
+        description="Print the settings resolved from STREAMAE_* environment variables "
+        "(nested with __, e.g. STREAMAE_KAFKA__BOOTSTRAP_SERVERS) and .env, as JSON. Secrets are "
+        "masked. An invalid or unknown variable fails with its name.",
     )
     g.set_defaults(func=_config)
     return p

@@ -38,6 +38,7 @@ class KafkaSettings(_Section):
     session_timeout_ms: int = Field(45000, ge=1000)
     max_poll_interval_ms: int = Field(300000, ge=1000)
     linger_ms: int = Field(5, ge=0)
+    request_timeout_ms: int = Field(30000, ge=1000, description="also bounds the wait for acks")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -61,6 +61,17 @@ class DaemonStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _scored_through(tp: TopicPartition, metadata: str | None) -> int:
+    """The ``scored_through`` offset from commit metadata; -1 (republish) when unreadable."""
+    if not metadata:
+        return -1
+    try:
+        return int(orjson.loads(metadata)["scored_through"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("%s: unreadable commit metadata %r; outputs may repeat", tp, metadata)
+        return -1
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -69,6 +80,8 @@ class _Rebalance(ConsumerRebalanceListener):
         self.daemon.release(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        # kafka-python runs this on its IO thread, where blocking calls are refused:
+        # partition state is set up lazily by the loop (Daemon._resume).
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
@@ -95,6 +108,7 @@ class Daemon:
         self._futures: list[FutureRecordMetadata] = []
         self._dirty_since: float | None = None
         self._stop = threading.Event()
+        self._failed = False
         self.ready = threading.Event()  # set once the first poll has joined the group
 
     def stop(self) -> None:
@@ -126,31 +140,39 @@ class Daemon:
 
     # -- ingest ---------------------------------------------------------------------
 
-    def _state(self, tp: TopicPartition) -> PartitionState:
-        st = self._parts.get(tp)
-        if st is None:
-            m = self.scorer.manifest
-            a = self.settings.alerts
-            st = PartitionState(
-                store=WindowStore(m.window, m.stride, len(m.features)),
-                policy=AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
-                scored_through=self._committed_scored_through(tp),
-            )
-            self._parts[tp] = st
+    def _resume(self, tp: TopicPartition, first_offset: int) -> PartitionState | None:
+        """Fresh state for a newly assigned partition, positioned at the committed offset.
+
+        Returns None after seeking back when the fetched records do not start there: a
+        partition that returns to the same member after a rebalance continues from the
+        member's old position, past the tail that rebuilding its windows needs.
+        """
+        committed = self.consumer.committed(tp, metadata=True)
+        start = committed.offset if committed is not None else None
+        if start is not None and first_offset != start:
+            self.consumer.seek(tp, start)
+            return None
+        m = self.scorer.manifest
+        a = self.settings.alerts
+        st = PartitionState(
+            store=WindowStore(m.window, m.stride, len(m.features)),
+            policy=AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
+            scored_through=_scored_through(tp, committed.metadata) if start is not None else -1,
+        )
+        log.info(
+            "%s[%d]: resuming at offset %s; outputs published through %d",
+            tp.topic,
+            tp.partition,
+            start,
+            st.scored_through,
+        )
+        self._parts[tp] = st
         return st
 
-    def _committed_scored_through(self, tp: TopicPartition) -> int:
-        committed = self.consumer.committed(tp, metadata=True)
-        if committed is None or not committed.metadata:
-            return -1
-        try:
-            return int(orjson.loads(committed.metadata)["scored_through"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("%s: unreadable commit metadata %r", tp, committed.metadata)
-            return -1
-
     def _ingest(self, tp: TopicPartition, records: Sequence[RecordLike]) -> None:
-        st = self._state(tp)
+        st = self._parts.get(tp) or self._resume(tp, records[0].offset)
+        if st is None:
+            return  # seeked back; these records come again
         readings, rejected = self.decoder.decode(records, tp.topic, tp.partition)
         for r in rejected:
             if r.offset > st.scored_through:  # already dead-lettered before a restart
@@ -189,9 +211,20 @@ class Daemon:
     # -- flush: score, publish, commit -----------------------------------------------
 
     def flush(self) -> None:
-        """Score what is pending, publish, wait for acknowledgements, then commit."""
-        if self._dirty_since is None and not self._futures:
+        """Score what is pending, publish, wait for acknowledgements, then commit.
+
+        After a failure nothing is committed again (not even from the rebalance callback
+        that closing the consumer triggers): the group resumes from the last good commit.
+        """
+        if self._failed or (self._dirty_since is None and not self._futures):
             return
+        try:
+            self._flush()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _flush(self) -> None:
         started = time.perf_counter()
         if self._pending:
             batch = self.scorer.score(np.concatenate([w.data for w in self._pending]))
@@ -204,13 +237,15 @@ class Daemon:
                 self._publish(windows, part)
             self.stats.batches += 1
         self._pending, self._pending_n = [], 0
-        self.producer.flush()
         futures, self._futures = self._futures, []
-        for f in futures:
-            try:
-                f.get(timeout=0)
-            except Exception as exc:  # any delivery failure must stop the commit
-                raise DeliveryError(f"output not acknowledged: {exc!r}") from exc
+        timeout = self.settings.kafka.request_timeout_ms / 1000
+        try:
+            # kafka-python's flush() itself raises when the sender aborted a batch
+            self.producer.flush(timeout=timeout)
+            for f in futures:
+                f.get(timeout=timeout)
+        except Exception as exc:  # any delivery failure must stop the commit
+            raise DeliveryError(f"output not acknowledged: {exc!r}") from exc
         self._commit()
         self._dirty_since = None
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
@@ -253,6 +288,7 @@ class Daemon:
             offsets[tp] = OffsetAndMetadata(offset, meta, -1)
             st.committed = (offset, st.scored_through)
         if offsets:
+            log.debug("commit %s", {f"{tp.partition}": (o.offset, o.metadata) for tp, o in offsets.items()})
             self.consumer.commit(offsets)
             self.stats.commits += 1
             metrics.COMMITS.inc()

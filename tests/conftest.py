@@ -36,10 +36,22 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) 
     return out
 
 
-def stream(hours: float, anomalies: int, seed: int, entities: int = 2):
-    """A later stretch of the same machines, with ``anomalies`` injected per machine."""
-    return simulate(entities=entities, duration_s=hours * 3600, anomalies_per_entity=anomalies,
-                    start=T0 + 2 * DAY_S, seed=seed, kinds=("level_shift", "spike"))
+@pytest.fixture(scope="session")
+def make_stream():
+    """``make_stream(hours, anomalies, seed)``: a later stretch of the history's machines,
+    with ``anomalies`` level shifts / spikes injected per machine."""
+
+    def make(hours: float, anomalies: int, seed: int, entities: int = 2):
+        return simulate(
+            entities=entities,
+            duration_s=hours * 3600,
+            anomalies_per_entity=anomalies,
+            start=T0 + 2 * DAY_S,
+            seed=seed,
+            kinds=("level_shift", "spike"),
+        )
+
+    return make
 
 
 def _free_port() -> int:

@@ -5,9 +5,15 @@ from streamae.alerts import AlertPolicy
 
 def scores(key, flags, t0=0.0, hot=5.0):
     return [
-        {"key": key, "window_end": t0 + 60 * i, "score": hot if f else 0.5, "threshold": 1.0,
-         "is_anomaly": bool(f), "top_features": [{"feature": "a", "share": 1.0}],
-         "model_version": "m"}
+        {
+            "key": key,
+            "window_end": t0 + 60 * i,
+            "score": hot if f else 0.5,
+            "threshold": 1.0,
+            "is_anomaly": bool(f),
+            "top_features": [{"feature": "a", "share": 1.0}],
+            "model_version": "m",
+        }
         for i, f in enumerate(flags)
     ]
 
@@ -51,8 +57,9 @@ def test_state_carries_across_batches():
     assert p.open_alerts == {}
 
 
-@pytest.mark.parametrize("ratio,level", [(0.5, "warning"), (1.5, "warning"), (2.0, "major"),
-                                         (10, "critical")])
+@pytest.mark.parametrize(
+    "ratio,level", [(0.5, "warning"), (1.5, "warning"), (2.0, "major"), (10, "critical")]
+)
 def test_severity_from_ratio(ratio, level):
     assert AlertPolicy().severity(ratio) == level
 

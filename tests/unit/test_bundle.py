@@ -63,7 +63,7 @@ def test_invalid_manifest_names_the_field(copy, changes, field):
 
 
 def test_missing_files(tmp_path):
-    with pytest.raises(BundleError, match="missing manifest.json"):
+    with pytest.raises(BundleError, match=r"missing manifest\.json"):
         load_bundle(tmp_path)
 
 
@@ -74,8 +74,7 @@ def test_graph_shape_must_match_manifest_window(copy):
 
 
 def test_scorer_runs_on_cpu_and_checks_input_shape(bundle_dir):
-    scorer = Scorer(load_bundle(bundle_dir), ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                    max_batch=7)
+    scorer = Scorer(load_bundle(bundle_dir), ["CUDAExecutionProvider", "CPUExecutionProvider"], max_batch=7)
     assert scorer.providers[-1] == "CPUExecutionProvider"
     x = np.random.default_rng(0).normal(50, 5, (20, 20, 5)).astype(np.float32)
     batched = scorer.score(x)

@@ -14,9 +14,19 @@ FEATURES = ["a", "b"]
 def rec(value, offset=0, key=b"k1"):
     raw = value if isinstance(value, bytes) else orjson.dumps(value)
     return ConsumerRecord(
-        topic="in", partition=0, leader_epoch=0, offset=offset, timestamp=0, timestamp_type=0,
-        key=key, value=raw, headers=[], checksum=None, serialized_key_size=len(key or b""),
-        serialized_value_size=len(raw), serialized_header_size=-1,
+        topic="in",
+        partition=0,
+        leader_epoch=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=raw,
+        headers=[],
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(raw),
+        serialized_header_size=-1,
     )
 
 
@@ -27,8 +37,13 @@ def decode(*records):
 def test_single_and_list_messages_keep_order_and_offsets():
     r, bad = decode(
         rec({"key": "x", "ts": 10, "values": {"a": 1, "b": 2.5, "extra": 9}}, offset=5),
-        rec([{"ts": "2026-01-01T00:00:00Z", "values": {"a": 3, "b": 4}},
-             {"key": "y", "ts": 20.5, "values": {"a": 5, "b": 6}}], offset=6),
+        rec(
+            [
+                {"ts": "2026-01-01T00:00:00Z", "values": {"a": 3, "b": 4}},
+                {"key": "y", "ts": 20.5, "values": {"a": 5, "b": 6}},
+            ],
+            offset=6,
+        ),
     )
     assert bad == []
     assert r.keys.tolist() == ["x", "k1", "y"]  # missing key falls back to the record key
@@ -62,8 +77,7 @@ def test_bad_records_are_rejected_with_reason_and_good_ones_survive(value, reaso
 
 
 def test_one_bad_reading_in_a_list_rejects_only_that_reading():
-    r, bad = decode(rec([{"ts": 1, "values": {"a": 1, "b": 2}},
-                         {"ts": 2, "values": {"a": "x", "b": 2}}]))
+    r, bad = decode(rec([{"ts": 1, "values": {"a": 1, "b": 2}}, {"ts": 2, "values": {"a": "x", "b": 2}}]))
     assert len(r) == 1 and len(bad) == 1 and bad[0].index == 1
 
 

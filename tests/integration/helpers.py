@@ -1,0 +1,124 @@
+"""Helpers for tests against the real broker: produce, read back, run a daemon in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from streamae.broker import client_configs, daemon_topics, ensure_topics, make_consumer, make_producer
+from streamae.bundle import load_bundle
+from streamae.config import KafkaSettings, Settings
+from streamae.daemon import Daemon
+from streamae.scoring import Scorer
+
+
+def settings_for(bootstrap: str, topics: dict[str, str], **sections: Any) -> Settings:
+    kafka = {"bootstrap_servers": bootstrap, **topics}
+    return Settings(
+        kafka=kafka,
+        batch={"max_wait_ms": 100, **sections.pop("batch", {})},
+        model={"providers": ["CPUExecutionProvider"]},
+        **sections,
+    )
+
+
+def produce(k: KafkaSettings, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = make_producer(k)
+    n = 0
+    for key, value in messages:
+        producer.send(k.input_topic, key=key, value=value)
+        n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+def read_topic(
+    k: KafkaSettings,
+    topic: str,
+    until: Callable[[list[dict]], bool] | int,
+    timeout_s: float = 60,
+) -> list[dict]:
+    """Every message of ``topic`` from the beginning, decoded, once ``until`` holds (or timeout)."""
+    stop = until if callable(until) else (lambda docs: len(docs) >= until)
+    consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts: list[TopicPartition] = []
+        while not parts and time.monotonic() < deadline:
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            if not parts:
+                time.sleep(0.2)
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        docs: list[dict] = []
+        while time.monotonic() < deadline and not stop(docs):
+            for records in consumer.poll(timeout_ms=300).values():
+                docs.extend(orjson.loads(r.value) for r in records)
+        # anything that arrives shortly after the condition (duplicates, late alerts) counts too
+        for records in consumer.poll(timeout_ms=500).values():
+            docs.extend(orjson.loads(r.value) for r in records)
+        return docs
+    finally:
+        consumer.close()
+
+
+class DaemonThread:
+    """A daemon in a background thread; ``close()`` stops it and re-raises its failure."""
+
+    def __init__(self, settings: Settings, bundle: Path, create_topics: bool = True) -> None:
+        k = settings.kafka
+        if create_topics:
+            ensure_topics(k, daemon_topics(k))
+        scorer = Scorer(load_bundle(bundle), ["CPUExecutionProvider"])
+        self.daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.daemon.run()
+        except BaseException as exc:  # surfaced by close()
+            self.error = exc
+
+    def assigned(self) -> set:
+        """Partitions this member holds now (read from the test thread; a snapshot)."""
+        return set(self.daemon.consumer.assignment())
+
+    def close(self, timeout_s: float = 60) -> None:
+        self.daemon.stop()
+        self.thread.join(timeout_s)
+        assert not self.thread.is_alive(), "daemon did not stop"
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self) -> DaemonThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.1)
+
+
+def committed(k: KafkaSettings, topic: str) -> dict[int, Any]:
+    """The group's committed OffsetAndMetadata per partition of ``topic`` (None if none)."""
+    consumer = make_consumer(k)
+    try:
+        parts = sorted(consumer.partitions_for_topic(topic) or ())
+        return {p: consumer.committed(TopicPartition(topic, p), metadata=True) for p in parts}
+    finally:
+        consumer.close(autocommit=False)

@@ -1,0 +1,225 @@
+"""The daemon against the real local broker (deploy/kafka.sh)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from helpers import DaemonThread, committed, produce, read_topic, settings_for, wait_until
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streamae.broker import client_configs
+from streamae.bundle import load_bundle
+from streamae.daemon import DeliveryError
+from streamae.messages import DeadLetter, ScoreMessage
+from streamae.offline import score_frame
+from streamae.scoring import Scorer
+from streamae.simulate import to_messages
+
+pytestmark = pytest.mark.kafka
+
+
+def expected_windows(frame: pd.DataFrame, window: int = 20) -> int:
+    return int(sum(max(0, n - window + 1) for n in frame.groupby("key").size()))
+
+
+def offline_scores(bundle_dir, frame) -> pd.DataFrame:
+    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+    return score_frame(frame, scorer, "file")
+
+
+def assert_same_scores(daemon_scores: list[dict], offline: pd.DataFrame) -> None:
+    got = pd.DataFrame(daemon_scores)[["key", "window_end", "score", "is_anomaly"]]
+    assert not got.duplicated(["key", "window_end"]).any(), "a window was published twice"
+    merged = offline.merge(
+        got, on=["key", "window_end"], how="outer", indicator=True, suffixes=("_offline", "_daemon")
+    )
+    assert (merged["_merge"] == "both").all(), merged["_merge"].value_counts()
+    np.testing.assert_allclose(merged["score_daemon"], merged["score_offline"], rtol=1e-5)
+    assert (merged["is_anomaly_daemon"] == merged["is_anomaly_offline"]).all()
+
+
+def test_normal_stream_scores_every_window_like_offline_and_raises_no_alert(
+    kafka_bootstrap, topics, bundle_dir, make_stream
+):
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=6, anomalies=0, seed=21).frame
+    n = expected_windows(frame)
+    with DaemonThread(s, bundle_dir) as d:
+        produce(s.kafka, to_messages(frame))
+        scores = read_topic(s.kafka, s.kafka.scores_topic, n)
+    assert len(scores) == n
+    for msg in scores[:50]:
+        ScoreMessage.model_validate(msg)
+    assert_same_scores(scores, offline_scores(bundle_dir, frame))
+    assert read_topic(s.kafka, s.kafka.alerts_topic, 1, timeout_s=2) == []
+    assert d.daemon.stats.dead_letters == 0 and d.daemon.stats.readings == len(frame)
+
+
+def test_list_messages_are_scored_like_single_readings(kafka_bootstrap, topics, bundle_dir, make_stream):
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=2, anomalies=0, seed=22).frame
+    n = expected_windows(frame)
+    with DaemonThread(s, bundle_dir):
+        produce(s.kafka, to_messages(frame, batch=7))
+        scores = read_topic(s.kafka, s.kafka.scores_topic, n)
+    assert_same_scores(scores, offline_scores(bundle_dir, frame))
+
+
+def test_injected_anomaly_opens_and_closes_an_alert(kafka_bootstrap, topics, bundle_dir, make_stream):
+    s = settings_for(kafka_bootstrap, topics, alerts={"k": 3, "n": 5, "quiet_windows": 5})
+    sim = make_stream(hours=10, anomalies=1, seed=23)
+    n = expected_windows(sim.frame)
+    with DaemonThread(s, bundle_dir):
+        produce(s.kafka, to_messages(sim.frame))
+        read_topic(s.kafka, s.kafka.scores_topic, n)
+        alerts = read_topic(
+            s.kafka, s.kafka.alerts_topic, lambda docs: sum(a["event"] == "close" for a in docs) >= 2
+        )
+    for a in sim.anomalies:
+        mine = [
+            e
+            for e in alerts
+            if e["key"] == a.key and e["start"] <= a.end + 20 * 60 and (e["end"] or e["start"]) >= a.start
+        ]
+        kinds = [e["event"] for e in mine]
+        assert "open" in kinds and "close" in kinds, (a, alerts)
+        opened = next(e for e in mine if e["event"] == "open")
+        closed = next(e for e in mine if e["event"] == "close")
+        assert opened["alert_id"] == closed["alert_id"] and closed["end"] >= closed["start"]
+        assert closed["peak_score"] > closed["threshold"]
+        if a.kind == "level_shift":
+            assert closed["top_features"][0]["feature"] == a.sensor
+
+
+def test_malformed_records_go_to_the_dead_letter_topic_and_the_stream_goes_on(
+    kafka_bootstrap, topics, bundle_dir, make_stream
+):
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=2, anomalies=0, seed=24).frame
+    msgs = list(to_messages(frame))
+    full = dict.fromkeys(["temperature", "pressure", "vibration", "flow", "power"], 1.0)
+    bad = [
+        (b"machine-01", b"{oops"),
+        (b"machine-01", orjson.dumps({"key": "machine-01", "ts": 1, "values": {"flow": 1}})),
+        (b"machine-02", orjson.dumps([{"key": "machine-02", "ts": "soon", "values": full}])),
+        (None, orjson.dumps({"ts": 1, "values": full})),
+    ]
+    half = len(msgs) // 2
+    with DaemonThread(s, bundle_dir):
+        produce(s.kafka, msgs[:half] + bad + msgs[half:])
+        scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
+        dead = read_topic(s.kafka, s.kafka.dlq_topic, len(bad))
+    assert len(scores) == expected_windows(frame)
+    assert len(dead) == len(bad)
+    for d in dead:
+        DeadLetter.model_validate(d)
+        assert d["topic"] == s.kafka.input_topic and d["offset"] >= 0
+    reasons = " | ".join(sorted(d["reason"] for d in dead))
+    for fragment in ("invalid JSON", "missing field 'temperature'", "isoformat", "no 'key'"):
+        assert fragment in reasons
+    assert {d["value"] for d in dead} >= {"{oops"}
+
+
+def test_offsets_are_not_committed_when_outputs_are_not_acknowledged(
+    kafka_bootstrap, topics, bundle_dir, make_stream
+):
+    """The broker rejects every score (topic limit 64 bytes): nothing may be committed; a
+    fixed daemon in the same group then scores every window from the start."""
+    s = settings_for(kafka_bootstrap, topics)
+    k = s.kafka
+    admin = KafkaAdminClient(**client_configs(k))
+    admin.create_topics([NewTopic(k.scores_topic, 3, 1, topic_configs={"max.message.bytes": "64"})])
+    admin.close()
+    frame = make_stream(hours=2, anomalies=0, seed=25).frame
+    produce(k, to_messages(frame))
+    d = DaemonThread(s, bundle_dir)
+    d.thread.join(60)
+    assert isinstance(d.error, DeliveryError), d.error
+    assert all(c is None or c.offset is None for c in committed(k, k.input_topic).values())
+
+    fixed = settings_for(kafka_bootstrap, {**topics, "scores_topic": topics["scores_topic"] + "2"})
+    with DaemonThread(fixed, bundle_dir):
+        scores = read_topic(fixed.kafka, fixed.kafka.scores_topic, expected_windows(frame))
+    assert_same_scores(scores, offline_scores(bundle_dir, frame))
+    # committed offsets now sit at the oldest reading each key still needs, with metadata
+    marks = [c for c in committed(fixed.kafka, k.input_topic).values() if c and c.offset is not None]
+    assert marks
+    for c in marks:
+        scored_through = orjson.loads(c.metadata)["scored_through"]
+        assert 0 < c.offset <= scored_through  # replay starts before what was published
+
+
+def test_restart_loses_no_window_and_publishes_none_twice(kafka_bootstrap, topics, bundle_dir, make_stream):
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=4, anomalies=0, seed=26).frame
+    msgs = list(to_messages(frame))
+    first = frame.iloc[: len(frame) // 3]
+    with DaemonThread(s, bundle_dir):
+        produce(s.kafka, msgs[: len(first)])
+        read_topic(s.kafka, s.kafka.scores_topic, expected_windows(first))
+    produce(s.kafka, msgs[len(first) :])
+    with DaemonThread(s, bundle_dir) as second:
+        scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
+    assert len(scores) == expected_windows(frame)
+    assert_same_scores(scores, offline_scores(bundle_dir, frame))
+    # it replayed the tails of every key to rebuild windows, but published none of them again
+    assert second.daemon.stats.readings > len(frame) - len(first)
+
+
+def test_two_instances_share_the_partitions_without_losing_windows(
+    kafka_bootstrap, topics, bundle_dir, make_stream
+):
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=4, anomalies=0, seed=27, entities=6).frame
+    msgs = list(to_messages(frame))
+    half = len(msgs) // 2
+    with DaemonThread(s, bundle_dir) as a:
+        produce(s.kafka, msgs[:half])
+        read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame.iloc[:half]) // 2)
+        with DaemonThread(s, bundle_dir) as b:
+            wait_until(lambda: b.assigned() and len(a.assigned()) < 3)
+            produce(s.kafka, msgs[half:])
+            scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
+    assert b.daemon.stats.windows > 0 and a.daemon.stats.windows > 0
+    assert_same_scores(scores, offline_scores(bundle_dir, frame))
+
+
+def test_serve_drains_commits_and_exits_zero_on_sigterm(
+    kafka_bootstrap, topics, bundle_dir, make_stream, tmp_path
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=3, anomalies=0, seed=28).frame
+    produce(s.kafka, to_messages(frame))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
+    env.update({f"STREAMAE_KAFKA__{k.upper()}": v for k, v in topics.items()})
+    env.update(
+        STREAMAE_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
+        STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamae", "serve", "--bundle", str(bundle_dir), "--create-topics"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame), timeout_s=90)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "signal SIGTERM: draining" in out
+    assert len(scores) == expected_windows(frame)
+    marks = [c for c in committed(s.kafka, s.kafka.input_topic).values() if c and c.offset]
+    assert marks and all("scored_through" in c.metadata for c in marks)

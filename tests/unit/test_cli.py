@@ -1,0 +1,70 @@
+import subprocess
+import sys
+
+import pytest
+
+from streamae.cli import build_parser, main
+
+COMMANDS = ["train", "score", "serve", "simulate", "demo", "schema", "config"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"] if command else ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: streamae" in out and len(out) > 200
+
+
+def test_parser_lists_all_commands():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+
+
+def test_missing_history_is_a_clean_error(tmp_path, capsys):
+    assert main(["train", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "b")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_serve_without_bundle_names_the_setting(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STREAMAE_MODEL__BUNDLE", raising=False)
+    assert main(["serve"]) == 2
+    assert "STREAMAE_MODEL__BUNDLE" in capsys.readouterr().err
+
+
+def test_serve_with_a_broken_bundle_fails_fast(tmp_path, capsys):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text("{}")
+    (tmp_path / "b" / "model.onnx").write_bytes(b"x")
+    assert main(["serve", "--bundle", str(tmp_path / "b")]) == 2
+    assert "invalid manifest" in capsys.readouterr().err
+
+
+def test_simulate_train_score_round_trip(tmp_path):
+    """The three offline commands as a user runs them, in a subprocess."""
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "streamae", *a],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    hist, stream, bundle, scores = (tmp_path / n for n in ("h.csv", "s.csv", "b", "scores.csv"))
+    r = run("simulate", "--anomalies", "0", "--hours", "36", "--entities", "2", "-o", str(hist))
+    assert r.returncode == 0, r.stderr
+    r = run("train", str(hist), "-o", str(bundle), "--window", "10", "--epochs", "3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "threshold" in r.stdout
+    r = run("simulate", "--hours", "12", "--entities", "2", "--seed", "3", "-o", str(stream))
+    assert r.returncode == 0, r.stderr
+    r = run("score", str(bundle), str(stream), "-o", str(scores), "--plot", str(tmp_path / "p.png"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    import pandas as pd
+
+    out = pd.read_csv(scores)
+    assert len(out) == 2 * (720 - 10 + 1)
