@@ -52,6 +52,7 @@ def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
         acks="all",
         request_timeout_ms=s.request_timeout_ms,
         linger_ms=s.linger_ms,
+        batch_size=s.batch_size,
         retries=5,
         max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
         **overrides,

@@ -133,10 +133,21 @@ class Daemon:
                     self.flush()
             self.flush()
         finally:
-            self.consumer.close(autocommit=False)
-            self.producer.close(timeout=10)
+            self._close_clients()
         log.info("stopped: %s", self.stats)
         return self.stats
+
+    def _close_clients(self) -> None:
+        """Close both clients; a failing close must not mask the error that stopped the loop
+        (after a delivery failure kafka-python's producer raises again on close)."""
+        for name, close in (
+            ("consumer", lambda: self.consumer.close(autocommit=False)),
+            ("producer", lambda: self.producer.close(timeout=10)),
+        ):
+            try:
+                close()
+            except Exception as exc:
+                log.warning("closing the %s failed: %r", name, exc)
 
     # -- ingest ---------------------------------------------------------------------
 

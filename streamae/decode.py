@@ -7,6 +7,7 @@ uses orjson, touches each reading once and leaves numeric checks to one numpy pa
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,73 +65,82 @@ class ReadingDecoder:
 
     def __init__(self, features: Sequence[str]) -> None:
         self.features = tuple(features)
+        getter = operator.itemgetter(*self.features)
+        # itemgetter of one name returns a bare value; keep rows as tuples either way
+        self._row = getter if len(self.features) > 1 else (lambda v: (getter(v),))
 
     def decode(
         self, records: Sequence[RecordLike], topic: str = "", partition: int = 0
     ) -> tuple[Readings, list[Rejected]]:
         """Decode records of one partition, in order."""
         keys: list[str] = []
-        ts: list[float] = []
-        rows: list[list[Any]] = []
+        stamps: list[Any] = []
+        rows: list[tuple[Any, ...]] = []
         offsets: list[int] = []
         origins: list[tuple[RecordLike, int | None]] = []
         rejected: list[Rejected] = []
-        features = self.features
+        row_of = self._row
         for rec in records:
             try:
                 doc = orjson.loads(rec.value) if rec.value is not None else None
             except orjson.JSONDecodeError as exc:
                 rejected.append(_reject(rec, f"invalid JSON: {exc}"))
                 continue
-            items, many = (doc, True) if isinstance(doc, list) else ([doc], False)
+            items, many = (doc, True) if type(doc) is list else ((doc,), False)
             for i, item in enumerate(items):
-                index = i if many else None
                 try:
-                    if not isinstance(item, dict):
-                        raise ValueError(f"a reading must be a JSON object, got {type(item).__name__}")
-                    values = item["values"]
-                    row = [values[f] for f in features]
+                    if type(item) is not dict:
+                        raise TypeError(f"a reading must be a JSON object, got {type(item).__name__}")
+                    row = row_of(item["values"])
+                    stamp = item["ts"]
+                    if stamp is True or stamp is False:  # numpy would read it as 0/1
+                        raise TypeError("timestamp must be a number or an ISO 8601 string, not a boolean")
                     key = item.get("key")
-                    if key is None:
-                        if rec.key is None:
-                            raise ValueError("no 'key' field and no record key")
-                        key = rec.key.decode("utf-8", "replace")
-                    elif not isinstance(key, str):
-                        raise ValueError(f"'key' must be a string, got {type(key).__name__}")
-                    stamp = parse_timestamp(item["ts"])
+                    if type(key) is not str:
+                        key = self._fallback_key(key, rec)
                 except KeyError as exc:
-                    rejected.append(_reject(rec, f"missing field {exc}", index))
+                    rejected.append(_reject(rec, f"missing field {exc}", i if many else None))
                     continue
                 except (ValueError, TypeError) as exc:
-                    rejected.append(_reject(rec, str(exc), index))
+                    rejected.append(_reject(rec, str(exc), i if many else None))
                     continue
                 keys.append(key)
-                ts.append(stamp)
+                stamps.append(stamp)
                 rows.append(row)
                 offsets.append(rec.offset)
-                origins.append((rec, index))
+                origins.append((rec, i if many else None))
 
         if not rows:
-            return Readings.empty(len(features), topic, partition), rejected
-        values_arr, bad_rows = self._to_matrix(rows)
+            return Readings.empty(len(self.features), topic, partition), rejected
+        values, bad = self._to_matrix(rows)
+        ts, bad_ts = _to_timestamps(stamps)
+        bad.update((r, reason) for r, reason in bad_ts.items() if r not in bad)
         good = np.ones(len(rows), dtype=bool)
-        for r, reason in bad_rows:
+        for r, reason in sorted(bad.items()):
             good[r] = False
             rec, index = origins[r]
             rejected.append(_reject(rec, reason, index))
         readings = Readings(
             keys=np.array(keys, dtype=object)[good],
-            ts=np.array(ts, dtype=np.float64)[good],
-            values=values_arr[good],
+            ts=ts[good],
+            values=values[good],
             offsets=np.array(offsets, dtype=np.int64)[good],
             topic=topic,
             partition=partition,
         )
         return readings, rejected
 
-    def _to_matrix(self, rows: list[list[Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    @staticmethod
+    def _fallback_key(key: Any, rec: RecordLike) -> str:
+        if key is not None:
+            raise TypeError(f"'key' must be a string, got {type(key).__name__}")
+        if rec.key is None:
+            raise ValueError("no 'key' field and no record key")
+        return rec.key.decode("utf-8", "replace")
+
+    def _to_matrix(self, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, dict[int, str]]:
         """One vectorised conversion; per-row checks only when the batch holds a bad value."""
-        bad: list[tuple[int, str]] = []
+        bad: dict[int, str] = {}
         try:
             # dtype inference is the vectorised type check: any string, null or nested
             # value turns the whole array into a non-numeric kind.
@@ -144,17 +154,30 @@ class ReadingDecoder:
             for r, row in enumerate(rows):
                 for f, v in zip(self.features, row):
                     if type(v) not in (int, float):
-                        bad.append((r, f"value of '{f}' is not a number: {v!r}"))
+                        bad[r] = f"value of '{f}' is not a number: {v!r}"
                         break
                 else:
                     matrix[r] = row
-        finite = np.isfinite(matrix).all(axis=1)
-        already = {r for r, _ in bad}
-        for r in np.flatnonzero(~finite):
-            if int(r) not in already:
+        for r in np.flatnonzero(~np.isfinite(matrix).all(axis=1)).tolist():
+            if r not in bad:
                 f = self.features[int(np.flatnonzero(~np.isfinite(matrix[r]))[0])]
-                bad.append((int(r), f"value of '{f}' is not finite (or overflows float32)"))
+                bad[r] = f"value of '{f}' is not finite (or overflows float32)"
         return matrix, bad
+
+
+def _to_timestamps(stamps: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
+    """Epoch seconds for every stamp: one conversion when all are numbers, else one by one."""
+    arr = np.array(stamps)
+    if arr.dtype.kind in "fiu" and arr.ndim == 1 and np.isfinite(arr).all():
+        return arr.astype(np.float64), {}
+    out = np.zeros(len(stamps), dtype=np.float64)
+    bad: dict[int, str] = {}
+    for r, stamp in enumerate(stamps):
+        try:
+            out[r] = parse_timestamp(stamp)
+        except (ValueError, TypeError, OverflowError) as exc:
+            bad[r] = str(exc)
+    return out, bad
 
 
 def _reject(rec: RecordLike, reason: str, index: int | None = None) -> Rejected:

@@ -1,0 +1,44 @@
+"""Shared bits of the benchmarks: timing, a trained bundle, result rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+def best_rate(fn: Callable[[], int], repeats: int = 5) -> float:
+    """Items per second of ``fn`` (which returns how many items it handled), best of ``repeats``."""
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t))
+    return best
+
+
+def train_bundle(out: Path, window: int = 30) -> Path:
+    """A dense bundle on three days of simulated normal history (cached in ``out``)."""
+    if (out / "manifest.json").exists():
+        return out
+    from streamae.simulate import DAY_S, simulate
+    from streamae.training import TrainConfig, fit
+
+    hist = simulate(entities=4, duration_s=3 * DAY_S, anomalies_per_entity=0, seed=1)
+    fit(
+        hist.frame.drop(columns=["label", "anomaly_type"]),
+        out,
+        TrainConfig(window=window, epochs=30, progress=False),
+    )
+    return out
