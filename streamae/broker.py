@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -84,6 +85,57 @@ def ensure_topics(s: KafkaSettings, topics: Iterable[str], partitions: int = 3) 
             log.info("created topics %s", [t.name for t in new])
     finally:
         admin.close()
+
+
+def publish(
+    s: KafkaSettings, messages: Iterable[tuple[bytes | None, bytes]], topic: str | None = None
+) -> int:
+    """Send ``(key, value)`` pairs to ``topic`` (default: the input topic); wait for acks."""
+    producer = make_producer(s)
+    try:
+        n = 0
+        for key, value in messages:
+            producer.send(topic or s.input_topic, key=key, value=value)
+            n += 1
+        producer.flush()
+        return n
+    finally:
+        producer.close()
+
+
+def follow(
+    s: KafkaSettings,
+    topics: Sequence[str],
+    done: Callable[[], bool],
+    timeout_s: float = 60,
+    settle_ms: int = 500,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(topic, message)`` from the start of ``topics`` until ``done()`` or the timeout,
+    then for ``settle_ms`` more (late alerts, duplicates). No consumer group is involved."""
+    consumer = KafkaConsumer(**client_configs(s), enable_auto_commit=False, group_id=None)
+    try:
+        deadline = time.monotonic() + timeout_s
+        parts: list[TopicPartition] = []
+        while time.monotonic() < deadline:
+            known = {t: consumer.partitions_for_topic(t) for t in topics}
+            if all(known.values()):
+                parts = [TopicPartition(t, p) for t, ps in known.items() for p in sorted(ps)]
+                break
+            time.sleep(0.2)
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        settle = False
+        while True:
+            if not settle and (done() or time.monotonic() > deadline):
+                settle = True
+                deadline = time.monotonic() + settle_ms / 1000
+            elif settle and time.monotonic() > deadline:
+                return
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                for r in records:
+                    yield tp.topic, orjson.loads(r.value)
+    finally:
+        consumer.close()
 
 
 def daemon_topics(s: KafkaSettings) -> list[str]:

@@ -66,14 +66,9 @@ def _score(args: argparse.Namespace) -> int:
     scores.to_csv(args.output, index=False)
     print(f"{len(scores)} windows scored, {int(scores['is_anomaly'].sum())} over threshold → {args.output}")
     if args.plot:
-        from streamae.plots import plot_scores
+        from streamae.plots import label_spans, plot_scores
 
-        labels = None
-        if "label" in frame.columns:
-            labelled = frame[frame["label"] > 0]
-            labels = labelled.assign(
-                key=labelled.get("key", "default"), start=labelled["timestamp"], end=labelled["timestamp"]
-            )
+        labels = label_spans(frame) if "label" in frame.columns else None
         print(f"plot → {plot_scores(scores, args.plot, labels)}")
     return 0
 
@@ -137,17 +132,11 @@ def _simulate(args: argparse.Namespace) -> int:
             frame.to_csv(args.output, index=False)
         print(f"{len(frame)} readings, {len(sim.anomalies)} anomalies → {args.output}")
     if args.kafka:
-        from streamae.broker import ensure_topics, make_producer
+        from streamae.broker import ensure_topics, publish
 
         k = _settings(args).kafka
         ensure_topics(k, [k.input_topic])
-        producer = make_producer(k)
-        n = 0
-        for key, value in to_messages(frame, args.per_message):
-            producer.send(k.input_topic, key=key, value=value)
-            n += 1
-        producer.flush()
-        producer.close()
+        n = publish(k, to_messages(frame, args.per_message))
         print(f"{len(frame)} readings in {n} messages → {k.bootstrap_servers} {k.input_topic}")
     if args.anomalies_out:
         sim.anomalies_frame().to_csv(args.anomalies_out, index=False)

@@ -14,8 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -58,7 +57,6 @@ class DaemonStats:
     alerts_closed: int = 0
     commits: int = 0
     batches: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _scored_through(tp: TopicPartition, metadata: str | None) -> int:
@@ -109,7 +107,6 @@ class Daemon:
         self._dirty_since: float | None = None
         self._stop = threading.Event()
         self._failed = False
-        self.ready = threading.Event()  # set once the first poll has joined the group
 
     def stop(self) -> None:
         """Ask the loop to finish: it drains in-flight work, commits and returns."""
@@ -125,7 +122,6 @@ class Daemon:
                 waited = 0.0 if self._dirty_since is None else time.monotonic() - self._dirty_since
                 timeout_ms = max(1, int(1000 * min(0.25, max_wait - waited)))
                 polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=k.max_poll_records)
-                self.ready.set()
                 for tp, records in polled.items():
                     self._ingest(tp, records)
                 due = self._dirty_since is not None and (time.monotonic() - self._dirty_since >= max_wait)

@@ -11,15 +11,8 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
-from kafka import KafkaConsumer, TopicPartition
 
-from streamae.broker import (
-    client_configs,
-    daemon_topics,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-)
+from streamae.broker import daemon_topics, ensure_topics, follow, make_consumer, make_producer
 from streamae.bundle import load_bundle
 from streamae.config import Settings
 from streamae.daemon import Daemon, DaemonStats
@@ -189,34 +182,16 @@ def _follow(
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Read the score and alert topics from the start, printing alerts, until all windows land."""
     k = settings.kafka
-    consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
-    parts = [
-        TopicPartition(t, p)
-        for t in (k.scores_topic, k.alerts_topic)
-        for p in sorted(consumer.partitions_for_topic(t) or ())
-    ]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
     scores: list[dict] = []
     alerts: list[dict] = []
-    deadline = time.monotonic() + timeout_s
-
-    def poll_once(timeout_ms: int) -> None:
-        for tp, records in consumer.poll(timeout_ms=timeout_ms).items():
-            docs = [orjson.loads(r.value) for r in records]
-            if tp.topic == k.alerts_topic:
-                for doc in docs:
-                    say("      " + format_alert(doc))
-                alerts.extend(docs)
-            else:
-                scores.extend(docs)
-
-    try:
-        while len(scores) < expected and time.monotonic() < deadline:
-            poll_once(500)
-        poll_once(1000)  # alerts produced with the last scores may still be in flight
-    finally:
-        consumer.close()
+    for topic, doc in follow(
+        k, [k.scores_topic, k.alerts_topic], lambda: len(scores) >= expected, timeout_s, settle_ms=1500
+    ):
+        if topic == k.alerts_topic:
+            say("      " + format_alert(doc))
+            alerts.append(doc)
+        else:
+            scores.append(doc)
     if len(scores) < expected:
         say(f"      warning: {len(scores)} of {expected} windows scored before the timeout")
     frame = pd.DataFrame(scores, columns=["key", "window_end", "score", "threshold", "is_anomaly"])

@@ -12,6 +12,17 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 
+def label_spans(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs of consecutive ``label > 0`` rows per key as ``key``, ``start``, ``end`` (epoch s)."""
+    f = frame.assign(key=frame.get("key", "default")).sort_values(["key", "timestamp"], kind="stable")
+    hot = f["label"] > 0
+    run = (hot.ne(hot.shift()) | f["key"].ne(f["key"].shift())).cumsum()
+    runs = f[hot].groupby(run[hot])
+    return pd.DataFrame(
+        {"key": runs["key"].first(), "start": runs["timestamp"].min(), "end": runs["timestamp"].max()}
+    ).reset_index(drop=True)
+
+
 def plot_scores(
     scores: pd.DataFrame,
     path: Path,

@@ -171,23 +171,22 @@ def simulate(
 
 
 def to_messages(frame: pd.DataFrame, batch: int = 1) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) pairs of reading messages; ``batch > 1`` packs that many readings per message
-    (consecutive readings of one key), exercising the list form of the contract."""
+    """(key, value) pairs of reading messages in frame order; ``batch > 1`` packs up to that
+    many consecutive readings of one key into a list message (the contract's list form)."""
     features = [c for c in frame.columns if c in SENSORS]
-    values = frame[features].to_numpy().tolist()
-    keys = frame["key"].tolist()
-    ts = frame["timestamp"].tolist()
-    if batch <= 1:
-        for k, t, v in zip(keys, ts, values):
-            yield k.encode(), orjson.dumps({"key": k, "ts": t, "values": dict(zip(features, v))})
-        return
     pending: dict[str, list[dict]] = {}
-    for k, t, v in zip(keys, ts, values):
-        group = pending.setdefault(k, [])
-        group.append({"key": k, "ts": t, "values": dict(zip(features, v))})
+    for key, ts, values in zip(
+        frame["key"].tolist(), frame["timestamp"].tolist(), frame[features].to_numpy().tolist()
+    ):
+        reading = {"key": key, "ts": ts, "values": dict(zip(features, values))}
+        if batch <= 1:
+            yield key.encode(), orjson.dumps(reading)
+            continue
+        group = pending.setdefault(key, [])
+        group.append(reading)
         if len(group) >= batch:
-            yield k.encode(), orjson.dumps(group)
-            pending[k] = []
-    for k, group in pending.items():
+            yield key.encode(), orjson.dumps(group)
+            pending[key] = []
+    for key, group in pending.items():
         if group:
-            yield k.encode(), orjson.dumps(group)
+            yield key.encode(), orjson.dumps(group)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from streamae.broker import client_configs, daemon_topics, ensure_topics, make_consumer, make_producer
+from streamae.broker import daemon_topics, ensure_topics, follow, make_consumer, make_producer
 from streamae.bundle import load_bundle
 from streamae.config import KafkaSettings, Settings
 from streamae.daemon import Daemon
@@ -28,45 +27,15 @@ def settings_for(bootstrap: str, topics: dict[str, str], **sections: Any) -> Set
     )
 
 
-def produce(k: KafkaSettings, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
-    producer = make_producer(k)
-    n = 0
-    for key, value in messages:
-        producer.send(k.input_topic, key=key, value=value)
-        n += 1
-    producer.flush()
-    producer.close()
-    return n
-
-
 def read_topic(
-    k: KafkaSettings,
-    topic: str,
-    until: Callable[[list[dict]], bool] | int,
-    timeout_s: float = 60,
+    k: KafkaSettings, topic: str, until: Callable[[list[dict]], bool] | int, timeout_s: float = 60
 ) -> list[dict]:
     """Every message of ``topic`` from the beginning, decoded, once ``until`` holds (or timeout)."""
     stop = until if callable(until) else (lambda docs: len(docs) >= until)
-    consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
-    try:
-        deadline = time.monotonic() + timeout_s
-        parts: list[TopicPartition] = []
-        while not parts and time.monotonic() < deadline:
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            if not parts:
-                time.sleep(0.2)
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        docs: list[dict] = []
-        while time.monotonic() < deadline and not stop(docs):
-            for records in consumer.poll(timeout_ms=300).values():
-                docs.extend(orjson.loads(r.value) for r in records)
-        # anything that arrives shortly after the condition (duplicates, late alerts) counts too
-        for records in consumer.poll(timeout_ms=500).values():
-            docs.extend(orjson.loads(r.value) for r in records)
-        return docs
-    finally:
-        consumer.close()
+    docs: list[dict] = []
+    for _, doc in follow(k, [topic], lambda: stop(docs), timeout_s):
+        docs.append(doc)
+    return docs
 
 
 class DaemonThread:

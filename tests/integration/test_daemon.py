@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from helpers import DaemonThread, committed, produce, read_topic, settings_for, wait_until
+from helpers import DaemonThread, committed, read_topic, settings_for, wait_until
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streamae.broker import client_configs
+from streamae.broker import client_configs, publish
 from streamae.bundle import load_bundle
 from streamae.daemon import DeliveryError
 from streamae.messages import DeadLetter, ScoreMessage
@@ -18,6 +20,12 @@ from streamae.scoring import Scorer
 from streamae.simulate import to_messages
 
 pytestmark = pytest.mark.kafka
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def expected_windows(frame: pd.DataFrame, window: int = 20) -> int:
@@ -47,7 +55,7 @@ def test_normal_stream_scores_every_window_like_offline_and_raises_no_alert(
     frame = make_stream(hours=6, anomalies=0, seed=21).frame
     n = expected_windows(frame)
     with DaemonThread(s, bundle_dir) as d:
-        produce(s.kafka, to_messages(frame))
+        publish(s.kafka, to_messages(frame))
         scores = read_topic(s.kafka, s.kafka.scores_topic, n)
     assert len(scores) == n
     for msg in scores[:50]:
@@ -62,7 +70,7 @@ def test_list_messages_are_scored_like_single_readings(kafka_bootstrap, topics, 
     frame = make_stream(hours=2, anomalies=0, seed=22).frame
     n = expected_windows(frame)
     with DaemonThread(s, bundle_dir):
-        produce(s.kafka, to_messages(frame, batch=7))
+        publish(s.kafka, to_messages(frame, batch=7))
         scores = read_topic(s.kafka, s.kafka.scores_topic, n)
     assert_same_scores(scores, offline_scores(bundle_dir, frame))
 
@@ -72,7 +80,7 @@ def test_injected_anomaly_opens_and_closes_an_alert(kafka_bootstrap, topics, bun
     sim = make_stream(hours=10, anomalies=1, seed=23)
     n = expected_windows(sim.frame)
     with DaemonThread(s, bundle_dir):
-        produce(s.kafka, to_messages(sim.frame))
+        publish(s.kafka, to_messages(sim.frame))
         read_topic(s.kafka, s.kafka.scores_topic, n)
         alerts = read_topic(
             s.kafka, s.kafka.alerts_topic, lambda docs: sum(a["event"] == "close" for a in docs) >= 2
@@ -108,7 +116,7 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     ]
     half = len(msgs) // 2
     with DaemonThread(s, bundle_dir):
-        produce(s.kafka, msgs[:half] + bad + msgs[half:])
+        publish(s.kafka, msgs[:half] + bad + msgs[half:])
         scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
         dead = read_topic(s.kafka, s.kafka.dlq_topic, len(bad))
     assert len(scores) == expected_windows(frame)
@@ -133,7 +141,7 @@ def test_offsets_are_not_committed_when_outputs_are_not_acknowledged(
     admin.create_topics([NewTopic(k.scores_topic, 3, 1, topic_configs={"max.message.bytes": "64"})])
     admin.close()
     frame = make_stream(hours=2, anomalies=0, seed=25).frame
-    produce(k, to_messages(frame))
+    publish(k, to_messages(frame))
     d = DaemonThread(s, bundle_dir)
     d.thread.join(60)
     assert isinstance(d.error, DeliveryError), d.error
@@ -157,9 +165,9 @@ def test_restart_loses_no_window_and_publishes_none_twice(kafka_bootstrap, topic
     msgs = list(to_messages(frame))
     first = frame.iloc[: len(frame) // 3]
     with DaemonThread(s, bundle_dir):
-        produce(s.kafka, msgs[: len(first)])
+        publish(s.kafka, msgs[: len(first)])
         read_topic(s.kafka, s.kafka.scores_topic, expected_windows(first))
-    produce(s.kafka, msgs[len(first) :])
+    publish(s.kafka, msgs[len(first) :])
     with DaemonThread(s, bundle_dir) as second:
         scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
     assert len(scores) == expected_windows(frame)
@@ -176,11 +184,11 @@ def test_two_instances_share_the_partitions_without_losing_windows(
     msgs = list(to_messages(frame))
     half = len(msgs) // 2
     with DaemonThread(s, bundle_dir) as a:
-        produce(s.kafka, msgs[:half])
+        publish(s.kafka, msgs[:half])
         read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame.iloc[:half]) // 2)
         with DaemonThread(s, bundle_dir) as b:
             wait_until(lambda: b.assigned() and len(a.assigned()) < 3)
-            produce(s.kafka, msgs[half:])
+            publish(s.kafka, msgs[half:])
             scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
     assert b.daemon.stats.windows > 0 and a.daemon.stats.windows > 0
     assert_same_scores(scores, offline_scores(bundle_dir, frame))
@@ -190,18 +198,22 @@ def test_serve_drains_commits_and_exits_zero_on_sigterm(
     kafka_bootstrap, topics, bundle_dir, make_stream, tmp_path
 ):
     import os
+    import re
     import signal
     import subprocess
     import sys
+    import urllib.request
 
     s = settings_for(kafka_bootstrap, topics)
     frame = make_stream(hours=3, anomalies=0, seed=28).frame
-    produce(s.kafka, to_messages(frame))
+    publish(s.kafka, to_messages(frame))
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
     env.update({f"STREAMAE_KAFKA__{k.upper()}": v for k, v in topics.items()})
+    metrics_port = _free_tcp_port()
     env.update(
         STREAMAE_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
         STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
+        STREAMAE_METRICS_PORT=str(metrics_port),
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamae", "serve", "--bundle", str(bundle_dir), "--create-topics"],
@@ -213,6 +225,8 @@ def test_serve_drains_commits_and_exits_zero_on_sigterm(
     )
     try:
         scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame), timeout_s=90)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            exposed = r.read().decode()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -220,6 +234,9 @@ def test_serve_drains_commits_and_exits_zero_on_sigterm(
             proc.kill()
     assert proc.returncode == 0, out
     assert "signal SIGTERM: draining" in out
+    assert "using CPU" not in out  # providers came from the environment, not the default
+    windows_metric = re.search(r"^streamae_windows_scored_total (\S+)$", exposed, re.M)
+    assert windows_metric and float(windows_metric.group(1)) == expected_windows(frame)
     assert len(scores) == expected_windows(frame)
     marks = [c for c in committed(s.kafka, s.kafka.input_topic).values() if c and c.offset]
     assert marks and all("scored_through" in c.metadata for c in marks)
