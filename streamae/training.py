@@ -109,13 +109,25 @@ def fit(frame: pd.DataFrame, out_dir: Path, cfg: TrainConfig, source: str = "his
     rng = np.random.default_rng(cfg.seed)
     readings = frame_to_readings(frame, features, source)
     windows = WindowStore(cfg.window, cfg.stride, len(features)).push(readings)
+    normal_rows = np.ones(len(readings), dtype=bool)
+    excluded = 0
+    if "label" in frame.columns:
+        # "normal-only" history may still carry labelled incidents: keep them out of
+        # training and calibration rather than trust the caller to have removed them
+        labels = frame_to_readings(frame, ["label"], source)
+        normal_rows = labels.values[:, 0] == 0
+        dirty = WindowStore(cfg.window, cfg.stride, 1).push(labels).data.max(axis=(1, 2)) > 0
+        excluded = int(dirty.sum())
+        windows = windows.select(~dirty)
+        if excluded:
+            log.info("%s: %d windows touch labelled rows and are left out", source, excluded)
     if len(windows) < MIN_WINDOWS:
         raise DataError(f"{source}: only {len(windows)} windows of {cfg.window} readings; need {MIN_WINDOWS}")
     train, val, calib = split_by_time(windows)
     if min(train.sum(), val.sum(), calib.sum()) < 5:
         raise DataError(f"{source}: too little history to split into train/validation/calibration")
 
-    train_rows = readings.ts <= windows.end_ts[train].max()
+    train_rows = (readings.ts <= windows.end_ts[train].max()) & normal_rows
     mean = readings.values[train_rows].mean(axis=0, dtype=np.float64)
     std = readings.values[train_rows].std(axis=0, dtype=np.float64)
     scale = np.where(std > 1e-8, std, 1.0)
@@ -161,6 +173,7 @@ def fit(frame: pd.DataFrame, out_dir: Path, cfg: TrainConfig, source: str = "his
             "windows": {"train": int(train.sum()), "val": int(val.sum()), "calibration": int(calib.sum())},
             "source": source,
             "readings": len(readings),
+            "excluded_labelled_windows": excluded,
         },
         "versions": {"streamae": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__},
     }

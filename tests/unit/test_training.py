@@ -58,3 +58,20 @@ def test_too_little_history_is_a_clear_error(history, tmp_path):
         fit(history.head(40), tmp_path / "x", TrainConfig(window=10, progress=False))
     with pytest.raises(DataError, match="no numeric feature"):
         fit(history[["timestamp", "key"]], tmp_path / "y", TrainConfig(progress=False))
+
+
+def test_labelled_rows_in_history_are_kept_out_of_training(history, tmp_path):
+    dirty = history.copy()
+    dirty["label"] = 0
+    rows = dirty.index[500:540]
+    dirty.loc[rows, "flow"] += 500
+    dirty.loc[rows, "label"] = 1
+    cfg = TrainConfig(window=10, epochs=3, progress=False, seed=5)
+    m = fit(dirty, tmp_path / "d", cfg).bundle.manifest
+    assert "label" not in m.features
+    # 40 labelled rows over 2 keys: every window touching one of them is excluded
+    assert m.training["excluded_labelled_windows"] == 2 * (20 + 10 - 1)
+    clean = fit(history, tmp_path / "c", cfg).bundle.manifest
+    flow = m.features.index("flow")
+    # had the 40 rows (+500 each) entered the scaler, its flow mean would move by ~5
+    assert abs(m.scaler.mean[flow] - clean.scaler.mean[flow]) < 0.5
