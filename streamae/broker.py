@@ -60,8 +60,16 @@ def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
     )
 
 
-def wait_for_broker(s: KafkaSettings, timeout_s: float = 60.0) -> None:
-    """Block until the cluster answers, or raise with the address tried."""
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge an output; offsets stay uncommitted."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """No Kafka broker answered at the configured bootstrap servers."""
+
+
+def wait_for_broker(s: KafkaSettings, timeout_s: float = 30.0) -> None:
+    """Block until the cluster answers, or raise :class:`BrokerUnavailable` naming the address."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -69,7 +77,10 @@ def wait_for_broker(s: KafkaSettings, timeout_s: float = 60.0) -> None:
             return
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no Kafka broker at {s.bootstrap_servers}: {exc}") from None
+                raise BrokerUnavailable(
+                    f"no Kafka broker answered at {s.bootstrap_servers} "
+                    f"(STREAMAE_KAFKA__BOOTSTRAP_SERVERS) within {timeout_s:g} s: {exc}"
+                ) from None
             time.sleep(0.5)
 
 

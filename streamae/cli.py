@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streamae import __version__
+from streamae.broker import BrokerUnavailable, DeliveryError
 from streamae.bundle import BundleError
 from streamae.config import ConfigError, Settings, load_settings
 from streamae.readings import DataError
@@ -76,7 +77,7 @@ def _score(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from streamae.broker import daemon_topics, ensure_topics, make_consumer, make_producer
+    from streamae.broker import daemon_topics, ensure_topics, make_consumer, make_producer, wait_for_broker
     from streamae.bundle import load_bundle
     from streamae.daemon import Daemon
     from streamae.scoring import Scorer
@@ -94,6 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings.batch.max_windows,
     )
     k = settings.kafka
+    wait_for_broker(k)
     if args.create_topics:
         ensure_topics(k, daemon_topics(k))
     if settings.metrics_port:
@@ -132,9 +134,10 @@ def _simulate(args: argparse.Namespace) -> int:
             frame.to_csv(args.output, index=False)
         print(f"{len(frame)} readings, {len(sim.anomalies)} anomalies → {args.output}")
     if args.kafka:
-        from streamae.broker import ensure_topics, publish
+        from streamae.broker import ensure_topics, publish, wait_for_broker
 
         k = _settings(args).kafka
+        wait_for_broker(k)
         ensure_topics(k, [k.input_topic])
         n = publish(k, to_messages(frame, args.per_message))
         print(f"{len(frame)} readings in {n} messages → {k.bootstrap_servers} {k.input_topic}")
@@ -144,7 +147,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from streamae.broker import wait_for_broker
     from streamae.demo import run_demo
+
+    wait_for_broker(_settings(args).kafka)
 
     summary = run_demo(
         _settings(args), args.workdir, entities=args.entities, stream_hours=args.hours, epochs=args.epochs
@@ -307,6 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, BundleError, DataError) as exc:
         print(f"streamae: error: {exc}", file=sys.stderr)
         return 2
+    except (BrokerUnavailable, DeliveryError) as exc:
+        # DeliveryError: outputs were not acknowledged, so their offsets were not committed;
+        # a restart resumes from the last commit.
+        print(f"streamae: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

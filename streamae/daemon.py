@@ -24,16 +24,13 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae import metrics
 from streamae.alerts import AlertPolicy
+from streamae.broker import DeliveryError
 from streamae.config import Settings
 from streamae.decode import ReadingDecoder, RecordLike, Rejected
 from streamae.scoring import ScoreBatch, Scorer
 from streamae.windows import Windows, WindowStore
 
 log = logging.getLogger(__name__)
-
-
-class DeliveryError(RuntimeError):
-    """The broker did not acknowledge an output; offsets stay uncommitted."""
 
 
 @dataclass

@@ -11,9 +11,8 @@ import pytest
 from helpers import DaemonThread, committed, read_topic, settings_for, wait_until
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streamae.broker import client_configs, publish
+from streamae.broker import DeliveryError, client_configs, publish
 from streamae.bundle import load_bundle
-from streamae.daemon import DeliveryError
 from streamae.messages import DeadLetter, ScoreMessage
 from streamae.offline import score_frame
 from streamae.scoring import Scorer
