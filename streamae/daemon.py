@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
@@ -39,6 +40,7 @@ class PartitionState:
 
     store: WindowStore
     policy: AlertPolicy
+    start_offset: int  # the first offset this state consumed
     scored_through: int = -1  # outputs of offsets <= this are already published
     next_offset: int | None = None  # one past the last record consumed
     committed: tuple[int, int] | None = None  # (offset, scored_through) last committed
@@ -68,15 +70,22 @@ def _scored_through(tp: TopicPartition, metadata: str | None) -> int:
 
 
 class _Rebalance(ConsumerRebalanceListener):
+    """Records revocations for the loop to apply.
+
+    kafka-python 3 runs these callbacks on its IO thread, where blocking calls (commit,
+    committed) are refused, while the loop waits inside ``poll()``/``close()``. So nothing
+    is flushed or committed here: the loop drops the revoked partitions' unpublished work,
+    and the next owner replays it from the last commit (``scored_through`` prevents
+    republishing what was already published).
+    """
+
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        self.daemon.release(revoked)
+        self.daemon.revoke(revoked)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        # kafka-python runs this on its IO thread, where blocking calls are refused:
-        # partition state is set up lazily by the loop (Daemon._resume).
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
 
 
@@ -102,6 +111,9 @@ class Daemon:
         self._pending_n = 0
         self._futures: list[FutureRecordMetadata] = []
         self._dirty_since: float | None = None
+        self._revoked: set[TopicPartition] = set()  # filled by the rebalance listener
+        self._sought: set[TopicPartition] = set()  # partitions sought back since assignment
+        self._restart_at: dict[TopicPartition, int] = {}  # where dropped work began
         self._stop = threading.Event()
         self._failed = False
 
@@ -119,6 +131,8 @@ class Daemon:
                 waited = 0.0 if self._dirty_since is None else time.monotonic() - self._dirty_since
                 timeout_ms = max(1, int(1000 * min(0.25, max_wait - waited)))
                 polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=k.max_poll_records)
+                if self._revoked:
+                    self._drop_revoked()
                 for tp, records in polled.items():
                     self._ingest(tp, records)
                 due = self._dirty_since is not None and (time.monotonic() - self._dirty_since >= max_wait)
@@ -152,16 +166,33 @@ class Daemon:
         member's old position, past the tail that rebuilding its windows needs.
         """
         committed = self.consumer.committed(tp, metadata=True)
-        start = committed.offset if committed is not None else None
+        if committed is None or committed.offset is None:
+            # never committed: if this member held it before, its old work started here
+            committed = None
+            start = self._restart_at.pop(tp, None)
+        else:
+            start = committed.offset
         if start is not None and first_offset != start:
-            self.consumer.seek(tp, start)
-            return None
+            if tp not in self._sought:
+                self._sought.add(tp)
+                self.consumer.seek(tp, start)
+                return None
+            # sought once already: the committed offset is gone (retention) or was a
+            # control record; take what the log still has
+            log.warning(
+                "%s[%d]: committed offset %d unavailable, resuming at %d",
+                tp.topic,
+                tp.partition,
+                start,
+                first_offset,
+            )
         m = self.scorer.manifest
         a = self.settings.alerts
         st = PartitionState(
             store=WindowStore(m.window, m.stride, len(m.features)),
             policy=AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
-            scored_through=_scored_through(tp, committed.metadata) if start is not None else -1,
+            start_offset=first_offset,
+            scored_through=_scored_through(tp, committed.metadata) if committed else -1,
         )
         log.info(
             "%s[%d]: resuming at offset %s; outputs published through %d",
@@ -220,6 +251,8 @@ class Daemon:
         After a failure nothing is committed again (not even from the rebalance callback
         that closing the consumer triggers): the group resumes from the last good commit.
         """
+        if self._revoked:
+            self._drop_revoked()
         if self._failed or (self._dirty_since is None and not self._futures):
             return
         try:
@@ -291,14 +324,37 @@ class Daemon:
             meta = orjson.dumps({"scored_through": st.scored_through}).decode()
             offsets[tp] = OffsetAndMetadata(offset, meta, -1)
             st.committed = (offset, st.scored_through)
-        if offsets:
-            log.debug("commit %s", {f"{tp.partition}": (o.offset, o.metadata) for tp, o in offsets.items()})
+        if not offsets:
+            return
+        try:
             self.consumer.commit(offsets)
-            self.stats.commits += 1
-            metrics.COMMITS.inc()
+        except CommitFailedError as exc:
+            # a rebalance took the partitions meanwhile: their new owner resumes from the
+            # previous commit and may publish this batch's outputs again (at-least-once)
+            log.warning("commit refused during a rebalance: %s", exc)
+            self._revoked.update(offsets)
+            return
+        self.stats.commits += 1
+        metrics.COMMITS.inc()
 
-    def release(self, partitions: Sequence[TopicPartition]) -> None:
-        """Before partitions move to another member: publish and commit, then drop their state."""
-        self.flush()
-        for tp in partitions:
-            self._parts.pop(tp, None)
+    def revoke(self, partitions: Sequence[TopicPartition]) -> None:
+        """Note partitions taken away by a rebalance; the loop drops them after ``poll()``."""
+        self._revoked.update(partitions)
+
+    def _drop_revoked(self) -> None:
+        """Forget revoked partitions: state, pending windows, and the one-seek allowance."""
+        revoked, self._revoked = self._revoked, set()
+        for tp in revoked:
+            st = self._parts.pop(tp, None)
+            if st is not None:
+                # kafka-python keeps its position for a partition that comes straight back,
+                # and with no commit yet there is nothing else to seek back to
+                self._restart_at[tp] = st.committed[0] if st.committed else st.start_offset
+            self._sought.discard(tp)
+        kept = [w for w in self._pending if TopicPartition(w.topic, w.partition) not in revoked]
+        if len(kept) != len(self._pending):
+            log.info(
+                "revoked %s: unpublished windows left to the next owner",
+                sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
+            )
+        self._pending, self._pending_n = kept, sum(len(w) for w in kept)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from streamae import __version__
 from streamae.bundle import INPUT_NAME, OUTPUT_NAME, Bundle, write_bundle
+from streamae.config import ConfigError
 from streamae.models import build_model
 from streamae.readings import DataError, feature_columns, frame_to_readings
 from streamae.scoring import feature_errors
@@ -102,6 +103,8 @@ def torch_reconstruct(model: nn.Module, x: np.ndarray, batch: int = 4096) -> np.
 
 def fit(frame: pd.DataFrame, out_dir: Path, cfg: TrainConfig, source: str = "history") -> TrainResult:
     """Train on a normal-only history frame (see ``readings.read_table``); write a bundle."""
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: no CUDA device is available to PyTorch here")
     features = feature_columns(frame)
     if not features:
         raise DataError(f"{source}: no numeric feature columns")

@@ -175,20 +175,26 @@ def test_restart_loses_no_window_and_publishes_none_twice(kafka_bootstrap, topic
     assert second.daemon.stats.readings > len(frame) - len(first)
 
 
+@pytest.mark.parametrize("a_wait_ms", [100, 15_000], ids=["a-flushed", "a-holds-unflushed-work"])
 def test_two_instances_share_the_partitions_without_losing_windows(
-    kafka_bootstrap, topics, bundle_dir, make_stream
+    kafka_bootstrap, topics, bundle_dir, make_stream, a_wait_ms
 ):
+    """B joins while A works; with a long max wait, A still holds unpublished windows when
+    its partitions are revoked: they must go to the new owner, not be lost or doubled."""
     s = settings_for(kafka_bootstrap, topics)
+    s_a = settings_for(kafka_bootstrap, topics, batch={"max_wait_ms": a_wait_ms})
     frame = make_stream(hours=4, anomalies=0, seed=27, entities=6).frame
     msgs = list(to_messages(frame))
     half = len(msgs) // 2
-    with DaemonThread(s, bundle_dir) as a:
+    with DaemonThread(s_a, bundle_dir) as a:
         publish(s.kafka, msgs[:half])
-        read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame.iloc[:half]) // 2)
+        wait_until(lambda: a.daemon.stats.readings > 0)
+        if a_wait_ms < 1000:
+            read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame.iloc[:half]) // 2)
         with DaemonThread(s, bundle_dir) as b:
             wait_until(lambda: b.assigned() and len(a.assigned()) < 3)
             publish(s.kafka, msgs[half:])
-            scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
+            scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame), timeout_s=90)
     assert b.daemon.stats.windows > 0 and a.daemon.stats.windows > 0
     assert_same_scores(scores, offline_scores(bundle_dir, frame))
 

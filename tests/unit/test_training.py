@@ -75,3 +75,11 @@ def test_labelled_rows_in_history_are_kept_out_of_training(history, tmp_path):
     flow = m.features.index("flow")
     # had the 40 rows (+500 each) entered the scaler, its flow mean would move by ~5
     assert abs(m.scaler.mean[flow] - clean.scaler.mean[flow]) < 0.5
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_cuda_device_without_gpu_is_a_clear_error(history, tmp_path):
+    from streamae.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        fit(history, tmp_path / "x", TrainConfig(device="cuda", progress=False))
