@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -29,7 +29,7 @@ class BundleError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Scaler(_Strict):
@@ -63,7 +63,7 @@ class Manifest(_Strict):
     stride: int = Field(ge=1)
     scaler: Scaler
     threshold: Threshold
-    feature_error_scale: list[float] = Field(
+    feature_error_scale: list[Annotated[float, Field(gt=0)]] = Field(
         description="mean per-feature error on training windows, to rank contributions fairly"
     )
     metrics: dict[str, float] = {}

@@ -178,6 +178,20 @@ def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
     return load_settings(**overrides)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamae",
@@ -199,17 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("history", type=Path, help="normal-only history, .csv or .parquet")
     t.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE_DIR")
     t.add_argument("--variant", default="dense", choices=["dense"], help="autoencoder family")
-    t.add_argument("--window", type=int, default=30, help="readings per window (default 30)")
-    t.add_argument("--stride", type=int, default=1, help="new readings between windows (default 1)")
-    t.add_argument("--hidden", type=int, default=64, help="hidden layer width")
-    t.add_argument("--code", type=int, default=8, help="bottleneck size")
-    t.add_argument("--epochs", type=int, default=60, help="maximum epochs (early stopping)")
-    t.add_argument("--batch-size", type=int, default=256)
+    t.add_argument("--window", type=_positive_int, default=30, help="readings per window (default 30)")
+    t.add_argument("--stride", type=_positive_int, default=1, help="new readings between windows (default 1)")
+    t.add_argument("--hidden", type=_positive_int, default=64, help="hidden layer width")
+    t.add_argument("--code", type=_positive_int, default=8, help="bottleneck size")
+    t.add_argument("--epochs", type=_positive_int, default=60, help="maximum epochs (early stopping)")
+    t.add_argument("--batch-size", type=_positive_int, default=256)
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    t.add_argument("--patience", type=int, default=6, help="epochs without improvement to stop")
+    t.add_argument("--patience", type=_positive_int, default=6, help="epochs without improvement to stop")
     t.add_argument(
         "--quantile",
-        type=float,
+        type=_fraction,
         default=0.995,
         help="threshold = this quantile of held-out normal window scores",
     )

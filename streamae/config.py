@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "STREAMAE_"
@@ -63,7 +72,7 @@ class BatchSettings(_Section):
 
 class AlertSettings(_Section):
     k: int = Field(3, ge=1, description="windows over threshold among the last n that open an alert")
-    n: int = Field(5, ge=1)
+    n: int = Field(5, ge=1, validate_default=True, description="at least k")
     quiet_windows: int = Field(10, ge=1, description="consecutive normal windows that close it")
     cooldown_s: float = Field(0.0, ge=0, description="event time after a close with no new open")
     severity_ratios: dict[str, float] = Field(
@@ -71,13 +80,22 @@ class AlertSettings(_Section):
         description="severity name -> minimum peak score / threshold",
     )
 
-    @model_validator(mode="after")
-    def _k_within_n(self) -> AlertSettings:
-        if self.k > self.n:
-            raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
-        if not self.severity_ratios:
-            raise ValueError("severity_ratios needs at least one level")
-        return self
+    @field_validator("n")
+    @classmethod
+    def _n_at_least_k(cls, n: int, info: ValidationInfo) -> int:
+        k = info.data.get("k")
+        if k is not None and n < k:
+            raise ValueError(f"must be at least k ({k})")
+        return n
+
+    @field_validator("severity_ratios")
+    @classmethod
+    def _levels(cls, ratios: dict[str, float]) -> dict[str, float]:
+        if not ratios:
+            raise ValueError("needs at least one level")
+        if any(not (r >= 0 and r < float("inf")) for r in ratios.values()):
+            raise ValueError("every ratio must be a finite number >= 0")
+        return ratios
 
 
 class Settings(BaseSettings):
@@ -87,7 +105,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter=ENV_DELIMITER,
         env_file=".env",
-        extra="forbid",
+        extra="ignore",  # a shared .env may hold other tools' variables; ours are checked
         frozen=True,
     )
 
@@ -104,9 +122,10 @@ def env_name(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + ENV_DELIMITER.join(str(part) for part in loc).upper()
 
 
-def _unknown_env_vars(environ: dict[str, str]) -> list[str]:
-    """STREAMAE_* variables that match no field: a typo must not be silently ignored."""
+def _unknown_env_vars(names: list[str]) -> list[str]:
+    """STREAMAE_* names that match no field: a typo must not be silently ignored."""
     known: set[str] = set()
+    mapping_prefixes: list[str] = []  # dict fields also take STREAMAE_..__FIELD__KEY
 
     def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
         for name, field in model.model_fields.items():
@@ -115,14 +134,24 @@ def _unknown_env_vars(environ: dict[str, str]) -> list[str]:
             ann = field.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, loc)
+            elif get_origin(ann) is dict:
+                mapping_prefixes.append(env_name(loc) + ENV_DELIMITER)
 
     walk(Settings, ())
-    return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    return sorted(
+        n
+        for n in names
+        if n.upper().startswith(ENV_PREFIX)
+        and n.upper() not in known
+        and not n.upper().startswith(tuple(mapping_prefixes))
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from the environment, ``.env`` and ``overrides``; fail with field names."""
-    unknown = _unknown_env_vars(dict(os.environ))
+    dotenv = Path(".env")
+    names = [*os.environ, *(dotenv_values(dotenv) if dotenv.is_file() else {})]
+    unknown = _unknown_env_vars(names)
     if unknown:
         raise ConfigError("unknown setting(s): " + ", ".join(unknown))
     try:

@@ -33,6 +33,8 @@ from streamae.windows import Windows, WindowStore
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTER_VALUE_BYTES = 64 * 1024
+
 
 @dataclass
 class PartitionState:
@@ -224,17 +226,20 @@ class Daemon:
 
     def _dead_letter(self, r: Rejected) -> None:
         k = self.settings.kafka
-        value = r.value.decode("utf-8", "replace") if r.value is not None else ""
+        raw = r.value or b""
+        reason = r.reason[:1000]
+        # bounded, so a huge poison record cannot make its own dead letter too large to send
         doc = {
-            "reason": r.reason,
+            "reason": reason,
             "topic": r.topic,
             "partition": r.partition,
             "offset": r.offset,
             "index": r.index,
-            "key": r.key.decode("utf-8", "replace") if r.key else None,
-            "value": value,
+            "key": r.key[:1000].decode("utf-8", "replace") if r.key else None,
+            "value": raw[:DEAD_LETTER_VALUE_BYTES].decode("utf-8", "replace"),
+            "value_bytes": len(raw),
         }
-        headers = [("streamae.reason", r.reason.encode()[:512])]
+        headers = [("streamae.reason", reason.encode()[:512])]
         self._send(k.dlq_topic, r.key, orjson.dumps(doc), headers)
         self.stats.dead_letters += 1
         metrics.DEAD_LETTERS.inc()

@@ -87,11 +87,17 @@ class ReadingDecoder:
                 rejected.append(_reject(rec, f"invalid JSON: {exc}"))
                 continue
             items, many = (doc, True) if type(doc) is list else ((doc,), False)
+            if many and not items:
+                rejected.append(_reject(rec, "empty list: no readings"))
+                continue
             for i, item in enumerate(items):
                 try:
                     if type(item) is not dict:
                         raise TypeError(f"a reading must be a JSON object, got {type(item).__name__}")
-                    row = row_of(item["values"])
+                    values = item["values"]
+                    if type(values) is not dict:
+                        raise TypeError(f"'values' must be an object of numbers, got {type(values).__name__}")
+                    row = row_of(values)
                     stamp = item["ts"]
                     if stamp is True or stamp is False:  # numpy would read it as 0/1
                         raise TypeError("timestamp must be a number or an ISO 8601 string, not a boolean")
@@ -167,15 +173,18 @@ class ReadingDecoder:
 
 def _to_timestamps(stamps: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
     """Epoch seconds for every stamp: one conversion when all are numbers, else one by one."""
-    arr = np.array(stamps)
-    if arr.dtype.kind in "fiu" and arr.ndim == 1 and np.isfinite(arr).all():
-        return arr.astype(np.float64), {}
+    try:
+        arr = np.array(stamps)
+        if arr.dtype.kind in "fiu" and arr.ndim == 1 and np.isfinite(arr).all():
+            return arr.astype(np.float64), {}
+    except (ValueError, TypeError):
+        pass  # ragged values: sorted out one by one below
     out = np.zeros(len(stamps), dtype=np.float64)
     bad: dict[int, str] = {}
     for r, stamp in enumerate(stamps):
         try:
             out[r] = parse_timestamp(stamp)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError) as exc:
             bad[r] = str(exc)
     return out, bad
 

@@ -98,7 +98,8 @@ class DeadLetter(_Message):
     offset: int
     index: int | None = Field(None, description="position of the reading in a list message")
     key: str | None
-    value: str = Field(description="the original bytes, decoded as UTF-8 with replacement")
+    value: str = Field(description="the original bytes (the first 64 KiB), decoded as UTF-8 with replacement")
+    value_bytes: int = Field(ge=0, description="size of the original value")
 
 
 SCHEMAS: dict[str, object] = {

@@ -19,6 +19,8 @@ from streamae.windows import Windows
 
 log = logging.getLogger(__name__)
 
+CLIP_SIGMAS = 1e6
+
 
 @dataclass(frozen=True)
 class ScoreBatch:
@@ -96,7 +98,11 @@ class Scorer:
         """Score raw (unscaled) windows ``(m, window, F)``."""
         if data.ndim != 3 or data.shape[1:] != (self.manifest.window, len(self._mean)):
             raise ValueError(f"windows must be (m, {self.manifest.window}, {len(self._mean)})")
-        x = ((data - self._mean) * self._inv_scale).astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):
+            x = ((data - self._mean) * self._inv_scale).astype(np.float32, copy=False)
+        # a reading a million standard deviations out is anomalous whatever its exact size;
+        # clipping keeps the squared error finite, so it scores high instead of inf/NaN
+        np.clip(x, -CLIP_SIGMAS, CLIP_SIGMAS, out=x)
         errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]

@@ -112,6 +112,8 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_the_stream_goes_on(
         (b"machine-01", orjson.dumps({"key": "machine-01", "ts": 1, "values": {"flow": 1}})),
         (b"machine-02", orjson.dumps([{"key": "machine-02", "ts": "soon", "values": full}])),
         (None, orjson.dumps({"ts": 1, "values": full})),
+        # not UTF-8 and close to the broker's message limit: 3x larger once decoded
+        (b"machine-02", b"\xff" * 900_000),
     ]
     half = len(msgs) // 2
     with DaemonThread(s, bundle_dir):
@@ -127,6 +129,8 @@ def test_malformed_records_go_to_the_dead_letter_topic_and_the_stream_goes_on(
     for fragment in ("invalid JSON", "missing field 'temperature'", "isoformat", "no 'key'"):
         assert fragment in reasons
     assert {d["value"] for d in dead} >= {"{oops"}
+    huge = next(d for d in dead if d["value_bytes"] == 900_000)
+    assert 0 < len(huge["value"]) <= 64 * 1024
 
 
 def test_offsets_are_not_committed_when_outputs_are_not_acknowledged(

@@ -53,6 +53,9 @@ def test_tampered_model_fails_on_checksum(copy):
         ({"scaler__scale": [1, 1, 0, 1, 1]}, "scaler"),
         ({"features": ["a", "b"]}, "scaler has 5 entries for 2 features"),
         ({"surprise": 1}, "surprise"),
+        ({"threshold__value": float("inf")}, "threshold.value"),
+        ({"scaler__mean": [float("nan"), 0, 0, 0, 0]}, "scaler.mean.0"),
+        ({"feature_error_scale": [0, 1, 1, 1, 1]}, "feature_error_scale.0"),
     ],
 )
 def test_invalid_manifest_names_the_field(copy, changes, field):
@@ -83,3 +86,14 @@ def test_scorer_runs_on_cpu_and_checks_input_shape(bundle_dir):
     assert batched.feature_errors.shape == (20, 5)
     with pytest.raises(ValueError):
         scorer.score(x[:, :10])
+
+
+def test_extreme_readings_score_high_not_nan(bundle_dir):
+    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+    mean = np.asarray(scorer.manifest.scaler.mean, dtype=np.float32)
+    x = np.tile(mean, (3, 20, 1)).astype(np.float32)
+    x[1, 5, 2] = 3e38  # finite in float32, overflows once standardised
+    x[2, :, :] = -3e38
+    s = scorer.score(x).scores
+    assert np.isfinite(s).all()
+    assert s[0] < scorer.threshold < s[1] and s[2] > scorer.threshold

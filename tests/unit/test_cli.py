@@ -68,3 +68,11 @@ def test_simulate_train_score_round_trip(tmp_path):
 
     out = pd.read_csv(scores)
     assert len(out) == 2 * (720 - 10 + 1)
+
+
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--window", "-3"], ["--quantile", "1.5"]])
+def test_train_rejects_out_of_range_options(args, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "h.csv", "-o", str(tmp_path / "b"), *args])
+    assert exc.value.code == 2
+    assert "must be" in capsys.readouterr().err

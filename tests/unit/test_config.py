@@ -33,7 +33,8 @@ def test_dotenv_file(tmp_path):
         ("STREAMAE_BATCH__MAX_WINDOWS", "0", "STREAMAE_BATCH__MAX_WINDOWS"),
         ("STREAMAE_KAFKA__AUTO_OFFSET_RESET", "sometimes", "STREAMAE_KAFKA__AUTO_OFFSET_RESET"),
         ("STREAMAE_METRICS_PORT", "http", "STREAMAE_METRICS_PORT"),
-        ("STREAMAE_ALERTS__K", "9", "STREAMAE_ALERTS"),
+        ("STREAMAE_ALERTS__K", "9", "STREAMAE_ALERTS__N: Value error, must be at least k (9)"),
+        ("STREAMAE_ALERTS__SEVERITY_RATIOS", '{"warning": -1}', "STREAMAE_ALERTS__SEVERITY_RATIOS"),
     ],
 )
 def test_invalid_values_name_the_variable(monkeypatch, var, value, named):
@@ -54,3 +55,16 @@ def test_secret_is_masked(monkeypatch):
     s = load_settings()
     assert "hunter2" not in s.model_dump_json()
     assert s.kafka.sasl_password.get_secret_value() == "hunter2"
+
+
+def test_dotenv_may_hold_other_tools_variables_but_not_our_typos(tmp_path):
+    (tmp_path / ".env").write_text("OTHER_TOOL_VAR=1\nSTREAMAE_KAFKA__GROUP_ID=g\n")
+    assert load_settings().kafka.group_id == "g"
+    (tmp_path / ".env").write_text("STREAMAE_KAFKA__GROUPID=g\n")
+    with pytest.raises(ConfigError, match="STREAMAE_KAFKA__GROUPID"):
+        load_settings()
+
+
+def test_mapping_fields_take_nested_keys(monkeypatch):
+    monkeypatch.setenv("STREAMAE_ALERTS__SEVERITY_RATIOS__PAGE", "8")
+    assert load_settings().alerts.severity_ratios["page"] == 8

@@ -66,6 +66,10 @@ def test_single_and_list_messages_keep_order_and_offsets():
         ({"ts": 1, "values": {"a": 1, "b": 1e300}}, "'b' is not finite"),
         ({"key": 7, "ts": 1, "values": {"a": 1, "b": 2}}, "'key' must be a string"),
         ([1, 2], "must be a JSON object"),
+        ([], "empty list"),
+        ({"ts": 1, "values": [1, 2]}, "'values' must be an object"),
+        (b'{"ts": 1, "values": {"a": 1e400, "b": 2}}', "invalid JSON: number is infinity"),
+        ({"ts": 1, "values": {"a": [1], "b": 2}}, "'a' is not a number"),
     ],
 )
 def test_bad_records_are_rejected_with_reason_and_good_ones_survive(value, reason):
@@ -111,3 +115,18 @@ def test_parse_timestamp_forms():
     assert parse_timestamp("1970-01-01T01:00:00+01:00") == 0.0
     with pytest.raises(ValueError):
         parse_timestamp(math.inf)
+
+
+def test_a_ragged_timestamp_beside_numeric_ones_is_rejected_alone():
+    r, bad = decode(
+        rec({"key": "g", "ts": 1, "values": {"a": 1, "b": 2}}, 1),
+        rec({"key": "g", "ts": [1, 2], "values": {"a": 1, "b": 2}}, 2),
+        rec({"key": "g", "ts": 3, "values": {"a": 1, "b": 2}}, 3),
+    )
+    assert r.offsets.tolist() == [1, 3] and r.ts.tolist() == [1.0, 3.0]
+    assert [b.offset for b in bad] == [2]
+
+
+def test_non_utf8_and_deeply_nested_payloads_are_rejected_not_raised():
+    _, bad = decode(rec(b"\xff\xfe\x00"), rec(b"[" * 100_000 + b"]" * 100_000))
+    assert len(bad) == 2 and all(b.reason for b in bad)
