@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common import ROOT, Result, train_bundle
 
-from streamae.broker import daemon_topics, ensure_topics, follow, make_consumer, make_producer, publish
+from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer, publish
 from streamae.bundle import load_bundle
 from streamae.config import Settings
 from streamae.daemon import Daemon
@@ -47,10 +47,11 @@ def _measure(bootstrap: str) -> list[Result]:
             "scores_topic": f"{run}.scores",
             "alerts_topic": f"{run}.alerts",
             "dlq_topic": f"{run}.dlq",
+            "state_topic": f"{run}.state",
             "group_id": run,
         }
         s = Settings(kafka={"bootstrap_servers": bootstrap, **topics})
-        ensure_topics(s.kafka, daemon_topics(s.kafka))
+        ensure_daemon_topics(s.kafka)
         frame = simulate(entities=20, duration_s=3 * 86400, anomalies_per_entity=0, seed=5).frame
         publish(s.kafka, to_messages(frame, per_message))  # backlog first: measure the daemon
         expected = int(sum(n - 29 for n in frame.groupby("key").size()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -52,6 +52,33 @@ class AlertPolicy:
     def open_alerts(self) -> dict[str, str]:
         """alert_id of every open alert, by key."""
         return {k: s.open.alert_id for k, s in self._keys.items() if s.open}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state that matters for future events, JSON-ready: keys with an open alert,
+        a recent anomalous window or a running cooldown."""
+        out: dict[str, Any] = {}
+        for key, st in self._keys.items():
+            cooling = st.cooldown_until != float("-inf")
+            if st.open is None and not any(st.recent) and not cooling:
+                continue
+            out[key] = {
+                "recent": [int(x) for x in st.recent],
+                "quiet": st.quiet,
+                "cooldown_until": st.cooldown_until if cooling else None,
+                "open": asdict(st.open) if st.open is not None else None,
+            }
+        return out
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from a :meth:`snapshot` (after a restart or a rebalance)."""
+        for key, s in snapshot.items():
+            until = s["cooldown_until"]
+            self._keys[key] = _KeyState(
+                recent=deque((bool(x) for x in s["recent"]), maxlen=self.n),
+                open=_Open(**s["open"]) if s["open"] is not None else None,
+                quiet=int(s["quiet"]),
+                cooldown_until=float("-inf") if until is None else float(until),
+            )
 
     def severity(self, ratio: float) -> str:
         name = self._levels[0][0]

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from streamae.config import KafkaSettings
 
@@ -84,12 +84,21 @@ def wait_for_broker(s: KafkaSettings, timeout_s: float = 30.0) -> None:
             time.sleep(0.5)
 
 
-def ensure_topics(s: KafkaSettings, topics: Iterable[str], partitions: int = 3) -> None:
+def ensure_topics(
+    s: KafkaSettings,
+    topics: Iterable[str],
+    partitions: int = 3,
+    configs: dict[str, str] | None = None,
+) -> None:
     """Create the topics that do not exist yet (replication factor 1 for a local broker)."""
     admin = KafkaAdminClient(**client_configs(s))
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(t, partitions, 1) for t in dict.fromkeys(topics) if t not in existing]
+        new = [
+            NewTopic(t, partitions, 1, topic_configs=configs or {})
+            for t in dict.fromkeys(topics)
+            if t not in existing
+        ]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # another instance won the race
                 admin.create_topics(new)
@@ -149,5 +158,35 @@ def follow(
         consumer.close()
 
 
+def read_last(
+    consumer: KafkaConsumer, tp: TopicPartition, key: bytes, timeout_s: float = 10.0
+) -> dict[str, Any] | None:
+    """The last record of ``tp`` if it has ``key`` (decoded), else None. ``consumer`` has no group."""
+    end = consumer.end_offsets([tp])[tp]
+    if not end:
+        return None
+    consumer.assign([tp])
+    consumer.seek(tp, end - 1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        records = consumer.poll(timeout_ms=200).get(tp, [])
+        if records:
+            last = records[-1]
+            return orjson.loads(last.value) if last.key == key else None
+    raise KafkaTimeoutError(f"could not read {tp.topic}[{tp.partition}]@{end - 1}")
+
+
 def daemon_topics(s: KafkaSettings) -> list[str]:
     return [s.input_topic, s.scores_topic, s.alerts_topic, s.dlq_topic]
+
+
+def ensure_daemon_topics(s: KafkaSettings, partitions: int = 3) -> None:
+    """Input, outputs and dead letters; then the compacted alert-state topic with as many
+    partitions as the input (state of input partition p lives in state partition p)."""
+    ensure_topics(s, daemon_topics(s), partitions)
+    consumer = KafkaConsumer(**client_configs(s), group_id=None)
+    try:
+        n = len(consumer.partitions_for_topic(s.input_topic) or ()) or partitions
+    finally:
+        consumer.close()
+    ensure_topics(s, [s.state_topic], n, {"cleanup.policy": "compact"})

@@ -77,7 +77,7 @@ def _score(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
-    from streamae.broker import daemon_topics, ensure_topics, make_consumer, make_producer, wait_for_broker
+    from streamae.broker import ensure_daemon_topics, make_consumer, make_producer, wait_for_broker
     from streamae.bundle import load_bundle
     from streamae.daemon import Daemon
     from streamae.scoring import Scorer
@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     k = settings.kafka
     wait_for_broker(k)
     if args.create_topics:
-        ensure_topics(k, daemon_topics(k))
+        ensure_daemon_topics(k)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))

@@ -40,6 +40,10 @@ class KafkaSettings(_Section):
     scores_topic: str = "streamae.scores"
     alerts_topic: str = "streamae.alerts"
     dlq_topic: str = "streamae.dlq"
+    state_topic: str = Field(
+        "streamae.alert-state",
+        description="compacted; as many partitions as the input topic; holds alert state",
+    )
     group_id: str = "streamae"
     client_id: str = "streamae"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

@@ -25,8 +25,8 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae import metrics
 from streamae.alerts import AlertPolicy
-from streamae.broker import DeliveryError
-from streamae.config import Settings
+from streamae.broker import DeliveryError, client_configs, read_last
+from streamae.config import ConfigError, Settings
 from streamae.decode import ReadingDecoder, RecordLike, Rejected
 from streamae.scoring import ScoreBatch, Scorer
 from streamae.windows import Windows, WindowStore
@@ -89,6 +89,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        self.daemon.assign(assigned)
 
 
 class Daemon:
@@ -114,8 +115,10 @@ class Daemon:
         self._futures: list[FutureRecordMetadata] = []
         self._dirty_since: float | None = None
         self._revoked: set[TopicPartition] = set()  # filled by the rebalance listener
-        self._sought: set[TopicPartition] = set()  # partitions sought back since assignment
+        self._assigned: set[TopicPartition] = set()  # filled by the rebalance listener
+        self._starts: dict[TopicPartition, tuple[int | None, OffsetAndMetadata | None]] = {}
         self._restart_at: dict[TopicPartition, int] = {}  # where dropped work began
+        self._state_reader: KafkaConsumer | None = None
         self._stop = threading.Event()
         self._failed = False
 
@@ -125,6 +128,7 @@ class Daemon:
 
     def run(self) -> DaemonStats:
         k = self.settings.kafka
+        self._check_state_topic()
         self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
         b = self.settings.batch
         max_wait = b.max_wait_ms / 1000
@@ -135,8 +139,11 @@ class Daemon:
                 polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=k.max_poll_records)
                 if self._revoked:
                     self._drop_revoked()
+                # records fetched before a seek to the resume point come again after it
+                sought = self._position_assigned() if self._assigned else set()
                 for tp, records in polled.items():
-                    self._ingest(tp, records)
+                    if tp not in sought:
+                        self._ingest(tp, records)
                 due = self._dirty_since is not None and (time.monotonic() - self._dirty_since >= max_wait)
                 if self._pending_n >= b.max_windows or due:
                     self.flush()
@@ -146,9 +153,22 @@ class Daemon:
         log.info("stopped: %s", self.stats)
         return self.stats
 
+    def _check_state_topic(self) -> None:
+        k = self.settings.kafka
+        state = self.consumer.partitions_for_topic(k.state_topic) or set()
+        inputs = self.consumer.partitions_for_topic(k.input_topic) or set()
+        if len(state) < len(inputs):
+            raise ConfigError(
+                f"invalid configuration:\n  STREAMAE_KAFKA__STATE_TOPIC: '{k.state_topic}' has "
+                f"{len(state)} partitions for the {len(inputs)} of '{k.input_topic}'; create it "
+                "compacted with as many (streamae serve --create-topics does)"
+            )
+
     def _close_clients(self) -> None:
         """Close both clients; a failing close must not mask the error that stopped the loop
         (after a delivery failure kafka-python's producer raises again on close)."""
+        if self._state_reader is not None:
+            self._state_reader.close()
         for name, close in (
             ("consumer", lambda: self.consumer.close(autocommit=False)),
             ("producer", lambda: self.producer.close(timeout=10)),
@@ -160,29 +180,35 @@ class Daemon:
 
     # -- ingest ---------------------------------------------------------------------
 
-    def _resume(self, tp: TopicPartition, first_offset: int) -> PartitionState | None:
-        """Fresh state for a newly assigned partition, positioned at the committed offset.
+    def _position_assigned(self) -> set[TopicPartition]:
+        """Seek newly assigned partitions to where their unfinished work begins.
 
-        Returns None after seeking back when the fetched records do not start there: a
-        partition that returns to the same member after a rebalance continues from the
-        member's old position, past the tail that rebuilding its windows needs.
+        That is the committed offset, or, for a partition never committed that this member
+        held before, where its dropped work began. Without the seek, kafka-python would
+        continue a partition that returns to the same member from its old position, past
+        the tail that rebuilding its windows needs. Returns the partitions sought.
         """
-        committed = self.consumer.committed(tp, metadata=True)
-        if committed is None or committed.offset is None:
-            # never committed: if this member held it before, its old work started here
-            committed = None
-            start = self._restart_at.pop(tp, None)
-        else:
-            start = committed.offset
-        if start is not None and first_offset != start:
-            if tp not in self._sought:
-                self._sought.add(tp)
+        assigned, self._assigned = self._assigned, set()
+        sought = set()
+        for tp in assigned:
+            committed = self.consumer.committed(tp, metadata=True)
+            if committed is None or committed.offset is None:
+                committed, start = None, self._restart_at.pop(tp, None)
+            else:
+                start = committed.offset
+            if start is not None:
                 self.consumer.seek(tp, start)
-                return None
-            # sought once already: the committed offset is gone (retention) or was a
-            # control record; take what the log still has
+                sought.add(tp)
+            self._starts[tp] = (start, committed)
+        return sought
+
+    def _resume(self, tp: TopicPartition, first_offset: int) -> PartitionState:
+        """Fresh state for a partition's first records since its assignment."""
+        start, committed = self._starts.pop(tp, (None, None))
+        if start is not None and first_offset > start:
+            # the resume point is gone (retention) or was a control record
             log.warning(
-                "%s[%d]: committed offset %d unavailable, resuming at %d",
+                "%s[%d]: offset %d unavailable, resuming at %d",
                 tp.topic,
                 tp.partition,
                 start,
@@ -196,20 +222,36 @@ class Daemon:
             start_offset=first_offset,
             scored_through=_scored_through(tp, committed.metadata) if committed else -1,
         )
+        restored = self._restore_alert_state(tp, st) if committed else False
         log.info(
-            "%s[%d]: resuming at offset %s; outputs published through %d",
+            "%s[%d]: resuming at offset %d; outputs published through %d; alert state %s",
             tp.topic,
             tp.partition,
-            start,
+            first_offset,
             st.scored_through,
+            "restored" if restored else "fresh",
         )
         self._parts[tp] = st
         return st
 
+    def _restore_alert_state(self, tp: TopicPartition, st: PartitionState) -> bool:
+        """Load the alert state saved with the committed offset, if the state topic has it."""
+        k = self.settings.kafka
+        if self._state_reader is None:
+            self._state_reader = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
+        doc = read_last(
+            self._state_reader,
+            TopicPartition(k.state_topic, tp.partition),
+            key=f"{tp.topic}:{tp.partition}".encode(),
+        )
+        if doc is None or doc.get("scored_through") != st.scored_through:
+            # none saved yet, or saved by a flush whose commit then failed: start fresh
+            return False
+        st.policy.restore(doc["alerts"])
+        return True
+
     def _ingest(self, tp: TopicPartition, records: Sequence[RecordLike]) -> None:
         st = self._parts.get(tp) or self._resume(tp, records[0].offset)
-        if st is None:
-            return  # seeked back; these records come again
         readings, rejected = self.decoder.decode(records, tp.topic, tp.partition)
         for r in rejected:
             if r.offset > st.scored_through:  # already dead-lettered before a restart
@@ -279,6 +321,9 @@ class Daemon:
                 self._publish(windows, part)
             self.stats.batches += 1
         self._pending, self._pending_n = [], 0
+        plan = self._commit_plan()
+        for tp, offset in plan.items():
+            self._save_alert_state(tp, self._parts[tp], offset)
         futures, self._futures = self._futures, []
         timeout = self.settings.kafka.request_timeout_ms / 1000
         try:
@@ -288,7 +333,7 @@ class Daemon:
                 f.get(timeout=timeout)
         except Exception as exc:  # any delivery failure must stop the commit
             raise DeliveryError(f"output not acknowledged: {exc!r}") from exc
-        self._commit()
+        self._commit(plan)
         self._dirty_since = None
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
         metrics.KEYS.set(sum(len(st.store) for st in self._parts.values()))
@@ -298,26 +343,26 @@ class Daemon:
         st = self._parts[TopicPartition(windows.topic, windows.partition)]
         messages = self.scorer.messages(windows, batch, self.settings.model.top_features)
         fresh = windows.last_offset > st.scored_through
-        events = st.policy.update(messages)
-        for msg, is_fresh in zip(messages, fresh.tolist()):
-            if is_fresh:
-                self._send(k.scores_topic, msg["key"].encode(), orjson.dumps(msg))
-        for i, event in events:
-            if fresh[i]:
-                self._send(k.alerts_topic, event["key"].encode(), orjson.dumps(event))
-                if event["event"] == "open":
-                    self.stats.alerts_opened += 1
-                else:
-                    self.stats.alerts_closed += 1
-                metrics.ALERTS.labels(event["event"]).inc()
+        if not fresh.all():  # replayed windows: published before, and in the saved alert state
+            messages = [m for m, f in zip(messages, fresh.tolist()) if f]
+        for msg in messages:
+            self._send(k.scores_topic, msg["key"].encode(), orjson.dumps(msg))
+        for _, event in st.policy.update(messages):
+            self._send(k.alerts_topic, event["key"].encode(), orjson.dumps(event))
+            if event["event"] == "open":
+                self.stats.alerts_opened += 1
+            else:
+                self.stats.alerts_closed += 1
+            metrics.ALERTS.labels(event["event"]).inc()
         n_fresh = int(fresh.sum())
         self.stats.windows += n_fresh
         self.stats.replayed_windows += len(windows) - n_fresh
         metrics.WINDOWS.inc(n_fresh)
         metrics.REPLAYED.inc(len(windows) - n_fresh)
 
-    def _commit(self) -> None:
-        offsets = {}
+    def _commit_plan(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """What to commit per partition now that everything consumed has been processed."""
+        plan = {}
         for tp, st in self._parts.items():
             if st.next_offset is None:
                 continue
@@ -327,8 +372,11 @@ class Daemon:
             if st.committed == (offset, st.scored_through):
                 continue
             meta = orjson.dumps({"scored_through": st.scored_through}).decode()
-            offsets[tp] = OffsetAndMetadata(offset, meta, -1)
+            plan[tp] = OffsetAndMetadata(offset, meta, -1)
             st.committed = (offset, st.scored_through)
+        return plan
+
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         if not offsets:
             return
         try:
@@ -341,6 +389,23 @@ class Daemon:
             return
         self.stats.commits += 1
         metrics.COMMITS.inc()
+
+    def _save_alert_state(self, tp: TopicPartition, st: PartitionState, offset: OffsetAndMetadata) -> None:
+        """Alert policy state of ``tp`` as of this commit, to partition ``tp.partition`` of the
+        compacted state topic: acknowledged before the commit, read back by the next owner."""
+        doc = {"scored_through": st.scored_through, "alerts": st.policy.snapshot()}
+        self._futures.append(
+            self.producer.send(
+                self.settings.kafka.state_topic,
+                value=orjson.dumps(doc),
+                key=f"{tp.topic}:{tp.partition}".encode(),
+                partition=tp.partition,
+            )
+        )
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Note partitions given by a rebalance; the loop positions them after ``poll()``."""
+        self._assigned.update(partitions)
 
     def revoke(self, partitions: Sequence[TopicPartition]) -> None:
         """Note partitions taken away by a rebalance; the loop drops them after ``poll()``."""
@@ -355,7 +420,7 @@ class Daemon:
                 # kafka-python keeps its position for a partition that comes straight back,
                 # and with no commit yet there is nothing else to seek back to
                 self._restart_at[tp] = st.committed[0] if st.committed else st.start_offset
-            self._sought.discard(tp)
+            self._starts.pop(tp, None)
         kept = [w for w in self._pending if TopicPartition(w.topic, w.partition) not in revoked]
         if len(kept) != len(self._pending):
             log.info(

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from streamae.broker import daemon_topics, ensure_topics, follow, make_consumer, make_producer
+from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer, publish
 from streamae.bundle import load_bundle
 from streamae.config import Settings
 from streamae.daemon import Daemon, DaemonStats
@@ -106,12 +106,12 @@ def run_demo(
     k = settings.kafka.model_copy(
         update={
             t: f"streamae.demo.{run}.{t.removesuffix('_topic')}"
-            for t in ("input_topic", "scores_topic", "alerts_topic", "dlq_topic")
+            for t in ("input_topic", "scores_topic", "alerts_topic", "dlq_topic", "state_topic")
         }
         | {"group_id": f"streamae-demo-{run}"}
     )
     settings = settings.model_copy(update={"kafka": k})
-    ensure_topics(k, daemon_topics(k))
+    ensure_daemon_topics(k)
 
     say(f"[3/5] starting the daemon on {k.bootstrap_servers}, topic {k.input_topic}")
     scorer = Scorer(
@@ -133,17 +133,11 @@ def run_demo(
         f"[4/5] streaming {len(stream.frame)} readings with {len(stream.anomalies)} injected "
         "anomalies (and 2 malformed records)"
     )
-    producer = make_producer(k)
-    for key, value in to_messages(stream.frame):
-        producer.send(k.input_topic, key=key, value=value)
-    producer.send(k.input_topic, key=b"machine-01", value=b"{not json")
-    producer.send(
-        k.input_topic,
-        key=b"machine-02",
-        value=orjson.dumps({"key": "machine-02", "ts": T0, "values": {"flow": "high"}}),
-    )
-    producer.flush()
-    producer.close()
+    malformed = [
+        (b"machine-01", b"{not json"),
+        (b"machine-02", orjson.dumps({"key": "machine-02", "ts": T0, "values": {"flow": "high"}})),
+    ]
+    publish(k, [*to_messages(stream.frame), *malformed])
 
     counts = stream.frame.groupby("key").size()
     expected = int(sum(max(0, (n - m.window) // m.stride + 1) for n in counts))

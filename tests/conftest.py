@@ -91,5 +91,6 @@ def topics() -> dict[str, str]:
         "scores_topic": f"t{run}.scores",
         "alerts_topic": f"t{run}.alerts",
         "dlq_topic": f"t{run}.dlq",
+        "state_topic": f"t{run}.alert-state",
         "group_id": f"g{run}",
     }

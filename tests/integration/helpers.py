@@ -10,7 +10,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from streamae.broker import daemon_topics, ensure_topics, follow, make_consumer, make_producer
+from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer
 from streamae.bundle import load_bundle
 from streamae.config import KafkaSettings, Settings
 from streamae.daemon import Daemon
@@ -44,7 +44,7 @@ class DaemonThread:
     def __init__(self, settings: Settings, bundle: Path, create_topics: bool = True) -> None:
         k = settings.kafka
         if create_topics:
-            ensure_topics(k, daemon_topics(k))
+            ensure_daemon_topics(k)
         scorer = Scorer(load_bundle(bundle), ["CPUExecutionProvider"])
         self.daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))
         self.error: BaseException | None = None

@@ -179,6 +179,41 @@ def test_restart_loses_no_window_and_publishes_none_twice(kafka_bootstrap, topic
     assert second.daemon.stats.readings > len(frame) - len(first)
 
 
+def test_an_alert_open_across_a_restart_is_closed_by_the_next_instance(
+    kafka_bootstrap, topics, bundle_dir, make_stream
+):
+    s = settings_for(kafka_bootstrap, topics, alerts={"k": 3, "n": 5, "quiet_windows": 5})
+    sim = make_stream(hours=10, anomalies=1, seed=23)
+    a = next(x for x in sim.anomalies if x.kind == "level_shift")
+    msgs = list(to_messages(sim.frame))
+    cut = int((sim.frame["timestamp"] <= (a.start + a.end) / 2).sum())  # mid-anomaly
+
+    def alerts_of_key(docs):
+        return [d for d in docs if d["key"] == a.key]
+
+    with DaemonThread(s, bundle_dir):
+        publish(s.kafka, msgs[:cut])
+        first = read_topic(
+            s.kafka, s.kafka.alerts_topic, lambda docs: any(d["event"] == "open" for d in alerts_of_key(docs))
+        )
+    opened = [d for d in alerts_of_key(first) if d["event"] == "open"]
+    assert len(opened) == 1 and not any(d["event"] == "close" for d in alerts_of_key(first))
+
+    publish(s.kafka, msgs[cut:])
+    with DaemonThread(s, bundle_dir) as second:
+        read_topic(s.kafka, s.kafka.scores_topic, expected_windows(sim.frame))
+        alerts = read_topic(
+            s.kafka,
+            s.kafka.alerts_topic,
+            lambda docs: any(d["event"] == "close" for d in alerts_of_key(docs)),
+        )
+    mine = [d for d in alerts_of_key(alerts) if d["start"] <= a.end + 20 * 60]
+    assert [d["event"] for d in mine] == ["open", "close"], mine
+    assert mine[1]["alert_id"] == opened[0]["alert_id"]
+    assert mine[1]["windows"] > opened[0]["windows"]  # the count carried over the restart
+    assert second.daemon.stats.alerts_closed >= 1
+
+
 @pytest.mark.parametrize("a_wait_ms", [100, 15_000], ids=["a-flushed", "a-holds-unflushed-work"])
 def test_two_instances_share_the_partitions_without_losing_windows(
     kafka_bootstrap, topics, bundle_dir, make_stream, a_wait_ms

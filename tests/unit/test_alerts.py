@@ -67,3 +67,26 @@ def test_severity_from_ratio(ratio, level):
 def test_invalid_k_n():
     with pytest.raises(ValueError):
         AlertPolicy(k=4, n=3)
+
+
+def test_snapshot_restore_continues_exactly_like_an_uninterrupted_policy():
+    import json
+
+    flags = [0, 1, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0]
+    msgs = scores("a", flags) + scores("b", flags[::-1])
+    msgs.sort(key=lambda m: m["window_end"])
+    whole = AlertPolicy(k=3, n=4, quiet_windows=3, cooldown_s=120)
+    expected = [e for _, e in whole.update(msgs)]
+    for cut in range(len(msgs) + 1):
+        first = AlertPolicy(k=3, n=4, quiet_windows=3, cooldown_s=120)
+        got = [e for _, e in first.update(msgs[:cut])]
+        second = AlertPolicy(k=3, n=4, quiet_windows=3, cooldown_s=120)
+        second.restore(json.loads(json.dumps(first.snapshot())))
+        got += [e for _, e in second.update(msgs[cut:])]
+        assert got == expected, cut
+
+
+def test_snapshot_keeps_only_keys_that_matter():
+    p = AlertPolicy(k=2, n=3, quiet_windows=1)
+    p.update(scores("calm", [0, 0, 0]) + scores("warm", [0, 1]))
+    assert set(p.snapshot()) == {"warm"}
