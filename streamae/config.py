@@ -69,6 +69,15 @@ class ModelSettings(_Section):
     top_features: int = Field(3, ge=1)
 
 
+class WindowSettings(_Section):
+    idle_ttl_s: float = Field(
+        7 * 86400.0,
+        ge=0,
+        description="forget a key's partial window after this much event time without a "
+        "reading (0: never); bounds replay after restarts and memory",
+    )
+
+
 class BatchSettings(_Section):
     max_windows: int = Field(4096, ge=1, description="score as soon as this many windows wait")
     max_wait_ms: int = Field(200, ge=1, description="...or when the oldest has waited this long")
@@ -116,6 +125,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     model: ModelSettings = ModelSettings()
     batch: BatchSettings = BatchSettings()
+    windows: WindowSettings = WindowSettings()
     alerts: AlertSettings = AlertSettings()
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 disables")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -363,9 +363,12 @@ class Daemon:
     def _commit_plan(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """What to commit per partition now that everything consumed has been processed."""
         plan = {}
+        ttl = self.settings.windows.idle_ttl_s
         for tp, st in self._parts.items():
             if st.next_offset is None:
                 continue
+            if ttl and (evicted := st.store.evict_idle(ttl)):
+                log.info("%s[%d]: forgot %d idle key(s)", tp.topic, tp.partition, evicted)
             oldest = st.store.oldest_offset()
             offset = st.next_offset if oldest is None else min(oldest, st.next_offset)
             st.scored_through = max(st.scored_through, st.next_offset - 1)

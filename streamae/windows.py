@@ -50,6 +50,7 @@ class _KeyTail:
     ts: np.ndarray
     offsets: np.ndarray
     seen: int  # readings of this key so far: fixes the stride phase
+    last_ts: float = float("-inf")
 
 
 class WindowStore:
@@ -71,6 +72,18 @@ class WindowStore:
         """Smallest offset still held for a future window, or None when nothing is held."""
         held = [int(t.offsets[0]) for t in self._tails.values() if len(t.offsets)]
         return min(held) if held else None
+
+    def evict_idle(self, ttl_s: float) -> int:
+        """Forget keys with no reading in the last ``ttl_s`` of event time (the newest time
+        seen by this store), with their partial windows; returns how many. A key that went
+        quiet would otherwise hold its partition's committed offset back forever."""
+        if not self._tails:
+            return 0
+        cutoff = max(t.last_ts for t in self._tails.values()) - ttl_s
+        idle = [k for k, t in self._tails.items() if t.last_ts < cutoff]
+        for key in idle:
+            del self._tails[key]
+        return len(idle)
 
     def push(self, readings: Readings) -> Windows:
         """Add readings (stream order within each key) and return the windows they complete."""
@@ -111,6 +124,7 @@ class WindowStore:
             keep = max(0, len(values) - (w - 1))  # first row still needed by a future window
             tail.values, tail.ts, tail.offsets = values[keep:], ts[keep:], offsets[keep:]
             tail.seen = seen
+            tail.last_ts = max(tail.last_ts, float(ts[-1]))
         if not parts:
             return self._empty(readings)
         counts = [len(p[2]) for p in parts]

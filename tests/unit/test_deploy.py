@@ -38,6 +38,7 @@ def test_compose_environment_is_valid_streamae_config(compose, monkeypatch):
     topics = compose["services"]["kafka-init"]["command"][0]
     for t in (s.kafka.input_topic, s.kafka.scores_topic, s.kafka.alerts_topic, s.kafka.dlq_topic):
         assert t in topics
+    assert f"--topic {s.kafka.state_topic}" in topics and "cleanup.policy=compact" in topics
 
 
 def test_dockerfile_targets_exist(compose):

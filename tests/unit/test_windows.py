@@ -69,3 +69,21 @@ def test_empty_push_and_validation():
     assert store.oldest_offset() is None
     with pytest.raises(ValueError):
         WindowStore(0, 1, 2)
+
+
+def test_idle_keys_are_forgotten_and_stop_holding_the_offset_back():
+    store = WindowStore(3, 1, 1)
+    store.push(_readings(["quiet"], [[0.0]]))  # ts 0, offset 0
+    busy = Readings(
+        keys=np.array(["busy"] * 5, dtype=object),
+        ts=np.array([10.0, 20, 30, 40, 100]),
+        values=np.zeros((5, 1), np.float32),
+        offsets=np.arange(1, 6),
+        topic="t",
+        partition=0,
+    )
+    store.push(busy)
+    assert store.oldest_offset() == 0
+    assert store.evict_idle(1000) == 0
+    assert store.evict_idle(60) == 1  # quiet: last seen at 0, newest time is 100
+    assert store.oldest_offset() == 4 and len(store) == 1
