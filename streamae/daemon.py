@@ -112,6 +112,7 @@ class Daemon:
         self._parts: dict[TopicPartition, PartitionState] = {}
         self._pending: list[Windows] = []
         self._pending_n = 0
+        self._rejected: list[Rejected] = []  # dead letters of the pending micro-batch
         self._futures: list[FutureRecordMetadata] = []
         self._dirty_since: float | None = None
         self._revoked: set[TopicPartition] = set()  # filled by the rebalance listener
@@ -253,9 +254,9 @@ class Daemon:
     def _ingest(self, tp: TopicPartition, records: Sequence[RecordLike]) -> None:
         st = self._parts.get(tp) or self._resume(tp, records[0].offset)
         readings, rejected = self.decoder.decode(records, tp.topic, tp.partition)
-        for r in rejected:
-            if r.offset > st.scored_through:  # already dead-lettered before a restart
-                self._dead_letter(r)
+        # published with the micro-batch, so a rebalance can drop them like its windows;
+        # offsets <= scored_through were dead-lettered before a restart
+        self._rejected.extend(r for r in rejected if r.offset > st.scored_through)
         windows = st.store.push(readings)
         st.next_offset = records[-1].offset + 1
         self.stats.readings += len(readings)
@@ -321,6 +322,9 @@ class Daemon:
                 self._publish(windows, part)
             self.stats.batches += 1
         self._pending, self._pending_n = [], 0
+        rejected, self._rejected = self._rejected, []
+        for r in rejected:
+            self._dead_letter(r)
         plan = self._commit_plan()
         for tp, offset in plan.items():
             self._save_alert_state(tp, self._parts[tp], offset)
@@ -431,3 +435,4 @@ class Daemon:
                 sorted(f"{tp.topic}[{tp.partition}]" for tp in revoked),
             )
         self._pending, self._pending_n = kept, sum(len(w) for w in kept)
+        self._rejected = [r for r in self._rejected if TopicPartition(r.topic, r.partition) not in revoked]
