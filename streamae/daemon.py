@@ -115,8 +115,10 @@ class Daemon:
         self._rejected: list[Rejected] = []  # dead letters of the pending micro-batch
         self._futures: list[FutureRecordMetadata] = []
         self._dirty_since: float | None = None
-        self._revoked: set[TopicPartition] = set()  # filled by the rebalance listener
-        self._assigned: set[TopicPartition] = set()  # filled by the rebalance listener
+        # filled by the rebalance listener on kafka-python's IO thread
+        self._rebalance_lock = threading.Lock()
+        self._revoked: set[TopicPartition] = set()
+        self._assigned: set[TopicPartition] = set()
         self._starts: dict[TopicPartition, tuple[int | None, OffsetAndMetadata | None]] = {}
         self._restart_at: dict[TopicPartition, int] = {}  # where dropped work began
         self._state_reader: KafkaConsumer | None = None
@@ -129,11 +131,11 @@ class Daemon:
 
     def run(self) -> DaemonStats:
         k = self.settings.kafka
-        self._check_state_topic()
-        self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
         b = self.settings.batch
         max_wait = b.max_wait_ms / 1000
         try:
+            self._check_state_topic()
+            self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
             while not self._stop.is_set():
                 waited = 0.0 if self._dirty_since is None else time.monotonic() - self._dirty_since
                 timeout_ms = max(1, int(1000 * min(0.25, max_wait - waited)))
@@ -189,7 +191,8 @@ class Daemon:
         continue a partition that returns to the same member from its old position, past
         the tail that rebuilding its windows needs. Returns the partitions sought.
         """
-        assigned, self._assigned = self._assigned, set()
+        with self._rebalance_lock:
+            assigned, self._assigned = self._assigned, set()
         sought = set()
         for tp in assigned:
             committed = self.consumer.committed(tp, metadata=True)
@@ -392,7 +395,7 @@ class Daemon:
             # a rebalance took the partitions meanwhile: their new owner resumes from the
             # previous commit and may publish this batch's outputs again (at-least-once)
             log.warning("commit refused during a rebalance: %s", exc)
-            self._revoked.update(offsets)
+            self.revoke(list(offsets))
             return
         self.stats.commits += 1
         metrics.COMMITS.inc()
@@ -412,15 +415,18 @@ class Daemon:
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         """Note partitions given by a rebalance; the loop positions them after ``poll()``."""
-        self._assigned.update(partitions)
+        with self._rebalance_lock:
+            self._assigned.update(partitions)
 
     def revoke(self, partitions: Sequence[TopicPartition]) -> None:
         """Note partitions taken away by a rebalance; the loop drops them after ``poll()``."""
-        self._revoked.update(partitions)
+        with self._rebalance_lock:
+            self._revoked.update(partitions)
 
     def _drop_revoked(self) -> None:
         """Forget revoked partitions: state, pending windows, and the one-seek allowance."""
-        revoked, self._revoked = self._revoked, set()
+        with self._rebalance_lock:
+            revoked, self._revoked = self._revoked, set()
         for tp in revoked:
             st = self._parts.pop(tp, None)
             if st is not None:
