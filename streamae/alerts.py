@@ -28,6 +28,7 @@ class _KeyState:
     open: _Open | None = None
     quiet: int = 0
     cooldown_until: float = field(default=float("-inf"))
+    last_end: float = field(default=float("-inf"))  # the key's event time, for cooldowns
 
 
 class AlertPolicy:
@@ -55,16 +56,21 @@ class AlertPolicy:
 
     def snapshot(self) -> dict[str, Any]:
         """The state that matters for future events, JSON-ready: keys with an open alert,
-        a recent anomalous window or a running cooldown."""
+        a recent anomalous window or a cooldown still running. Other keys behave exactly
+        like unseen ones, so they are also forgotten here (bounding memory and the size of
+        the saved state)."""
         out: dict[str, Any] = {}
-        for key, st in self._keys.items():
-            cooling = st.cooldown_until != float("-inf")
+        for key in list(self._keys):
+            st = self._keys[key]
+            cooling = st.cooldown_until > st.last_end
             if st.open is None and not any(st.recent) and not cooling:
+                del self._keys[key]
                 continue
             out[key] = {
                 "recent": [int(x) for x in st.recent],
                 "quiet": st.quiet,
                 "cooldown_until": st.cooldown_until if cooling else None,
+                "last_end": st.last_end,
                 "open": asdict(st.open) if st.open is not None else None,
             }
         return out
@@ -78,6 +84,7 @@ class AlertPolicy:
                 open=_Open(**s["open"]) if s["open"] is not None else None,
                 quiet=int(s["quiet"]),
                 cooldown_until=float("-inf") if until is None else float(until),
+                last_end=float(s["last_end"]),
             )
 
     def severity(self, ratio: float) -> str:
@@ -96,6 +103,7 @@ class AlertPolicy:
             if st is None:
                 st = self._keys[key] = _KeyState(recent=deque(maxlen=self.n))
             hot = bool(s["is_anomaly"])
+            st.last_end = s["window_end"]
             st.recent.append(hot)
             if st.open is not None:
                 if hot:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
@@ -34,6 +34,7 @@ from streamae.windows import Windows, WindowStore
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_VALUE_BYTES = 64 * 1024
+MAX_STATE_BYTES = 900 * 1024  # under the broker's default 1 MiB message limit
 
 
 @dataclass
@@ -170,9 +171,9 @@ class Daemon:
     def _close_clients(self) -> None:
         """Close both clients; a failing close must not mask the error that stopped the loop
         (after a delivery failure kafka-python's producer raises again on close)."""
-        if self._state_reader is not None:
-            self._state_reader.close()
+        reader = self._state_reader
         for name, close in (
+            ("state reader", lambda: reader.close() if reader is not None else None),
             ("consumer", lambda: self.consumer.close(autocommit=False)),
             ("producer", lambda: self.producer.close(timeout=10)),
         ):
@@ -194,10 +195,14 @@ class Daemon:
         with self._rebalance_lock:
             assigned, self._assigned = self._assigned, set()
         sought = set()
-        for tp in assigned:
-            committed = self.consumer.committed(tp, metadata=True)
+        # a later rebalance within the same poll may already have taken some back
+        for tp in assigned & self.consumer.assignment():
+            committed = self.consumer.committed(
+                tp, metadata=True, timeout_ms=self.settings.kafka.request_timeout_ms
+            )
+            restart_at = self._restart_at.pop(tp, None)
             if committed is None or committed.offset is None:
-                committed, start = None, self._restart_at.pop(tp, None)
+                committed, start = None, restart_at
             else:
                 start = committed.offset
             if start is not None:
@@ -221,7 +226,7 @@ class Daemon:
         m = self.scorer.manifest
         a = self.settings.alerts
         st = PartitionState(
-            store=WindowStore(m.window, m.stride, len(m.features)),
+            store=WindowStore(m.window, m.stride, len(m.features), self.settings.windows.idle_ttl_s),
             policy=AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
             start_offset=first_offset,
             scored_through=_scored_through(tp, committed.metadata) if committed else -1,
@@ -243,11 +248,15 @@ class Daemon:
         k = self.settings.kafka
         if self._state_reader is None:
             self._state_reader = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
-        doc = read_last(
-            self._state_reader,
-            TopicPartition(k.state_topic, tp.partition),
-            key=f"{tp.topic}:{tp.partition}".encode(),
-        )
+        try:
+            doc = read_last(
+                self._state_reader,
+                TopicPartition(k.state_topic, tp.partition),
+                key=f"{tp.topic}:{tp.partition}".encode(),
+            )
+        except KafkaTimeoutError as exc:
+            log.warning("%s[%d]: alert state unreadable, starting fresh: %s", tp.topic, tp.partition, exc)
+            return False
         if doc is None or doc.get("scored_through") != st.scored_through:
             # none saved yet, or saved by a flush whose commit then failed: start fresh
             return False
@@ -329,8 +338,8 @@ class Daemon:
         for r in rejected:
             self._dead_letter(r)
         plan = self._commit_plan()
-        for tp, offset in plan.items():
-            self._save_alert_state(tp, self._parts[tp], offset)
+        for tp in plan:
+            self._save_alert_state(tp, self._parts[tp])
         futures, self._futures = self._futures, []
         timeout = self.settings.kafka.request_timeout_ms / 1000
         try:
@@ -370,11 +379,10 @@ class Daemon:
     def _commit_plan(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """What to commit per partition now that everything consumed has been processed."""
         plan = {}
-        ttl = self.settings.windows.idle_ttl_s
         for tp, st in self._parts.items():
             if st.next_offset is None:
                 continue
-            if ttl and (evicted := st.store.evict_idle(ttl)):
+            if evicted := st.store.evict_idle():
                 log.info("%s[%d]: forgot %d idle key(s)", tp.topic, tp.partition, evicted)
             oldest = st.store.oldest_offset()
             offset = st.next_offset if oldest is None else min(oldest, st.next_offset)
@@ -383,7 +391,6 @@ class Daemon:
                 continue
             meta = orjson.dumps({"scored_through": st.scored_through}).decode()
             plan[tp] = OffsetAndMetadata(offset, meta, -1)
-            st.committed = (offset, st.scored_through)
         return plan
 
     def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
@@ -397,17 +404,26 @@ class Daemon:
             log.warning("commit refused during a rebalance: %s", exc)
             self.revoke(list(offsets))
             return
+        for tp, om in offsets.items():
+            st = self._parts.get(tp)
+            if st is not None:
+                st.committed = (om.offset, st.scored_through)
         self.stats.commits += 1
         metrics.COMMITS.inc()
 
-    def _save_alert_state(self, tp: TopicPartition, st: PartitionState, offset: OffsetAndMetadata) -> None:
+    def _save_alert_state(self, tp: TopicPartition, st: PartitionState) -> None:
         """Alert policy state of ``tp`` as of this commit, to partition ``tp.partition`` of the
         compacted state topic: acknowledged before the commit, read back by the next owner."""
-        doc = {"scored_through": st.scored_through, "alerts": st.policy.snapshot()}
+        value = orjson.dumps({"scored_through": st.scored_through, "alerts": st.policy.snapshot()})
+        if len(value) > MAX_STATE_BYTES:
+            # too many keys mid-alert to save in one record: the next owner starts this
+            # partition's alert policy fresh rather than the daemon failing every flush
+            log.error("%s[%d]: alert state of %d bytes not saved", tp.topic, tp.partition, len(value))
+            return
         self._futures.append(
             self.producer.send(
                 self.settings.kafka.state_topic,
-                value=orjson.dumps(doc),
+                value=value,
                 key=f"{tp.topic}:{tp.partition}".encode(),
                 partition=tp.partition,
             )
@@ -422,6 +438,7 @@ class Daemon:
         """Note partitions taken away by a rebalance; the loop drops them after ``poll()``."""
         with self._rebalance_lock:
             self._revoked.update(partitions)
+            self._assigned.difference_update(partitions)
 
     def _drop_revoked(self) -> None:
         """Forget revoked partitions: state, pending windows, and the one-seek allowance."""

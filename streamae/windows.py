@@ -56,12 +56,13 @@ class _KeyTail:
 class WindowStore:
     """Sliding windows for every key of one source partition."""
 
-    def __init__(self, window: int, stride: int, n_features: int) -> None:
+    def __init__(self, window: int, stride: int, n_features: int, idle_ttl_s: float = 0.0) -> None:
         if window < 1 or stride < 1:
             raise ValueError("window and stride must be >= 1")
         self.window = window
         self.stride = stride
         self.n_features = n_features
+        self.idle_ttl_s = idle_ttl_s  # 0: keep partial windows forever
         self._tails: dict[str, _KeyTail] = {}
 
     def __len__(self) -> int:
@@ -73,13 +74,14 @@ class WindowStore:
         held = [int(t.offsets[0]) for t in self._tails.values() if len(t.offsets)]
         return min(held) if held else None
 
-    def evict_idle(self, ttl_s: float) -> int:
-        """Forget keys with no reading in the last ``ttl_s`` of event time (the newest time
-        seen by this store), with their partial windows; returns how many. A key that went
-        quiet would otherwise hold its partition's committed offset back forever."""
-        if not self._tails:
+    def evict_idle(self) -> int:
+        """Forget keys with no reading for ``idle_ttl_s`` of event time, with their partial
+        windows; returns how many. A key that went quiet would otherwise hold its
+        partition's committed offset back forever. "Now" is the median of the keys' latest
+        times, so one reading with a bogus far-future timestamp cannot evict everyone."""
+        if not self.idle_ttl_s or not self._tails:
             return 0
-        cutoff = max(t.last_ts for t in self._tails.values()) - ttl_s
+        cutoff = float(np.median([t.last_ts for t in self._tails.values()])) - self.idle_ttl_s
         idle = [k for k, t in self._tails.items() if t.last_ts < cutoff]
         for key in idle:
             del self._tails[key]
@@ -96,6 +98,12 @@ class WindowStore:
         parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         for key, rows in zip(uniq, np.split(order, bounds)):
             tail = self._tails.get(key)
+            if (
+                tail is not None
+                and self.idle_ttl_s
+                and (readings.ts[rows[0]] - tail.last_ts > self.idle_ttl_s)
+            ):
+                tail = None  # back after a long silence: no window spans the gap
             if tail is None:
                 empty_f = np.empty((0, self.n_features), dtype=np.float32)
                 tail = _KeyTail(empty_f, np.empty(0), np.empty(0, dtype=np.int64), 0)

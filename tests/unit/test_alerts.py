@@ -90,3 +90,14 @@ def test_snapshot_keeps_only_keys_that_matter():
     p = AlertPolicy(k=2, n=3, quiet_windows=1)
     p.update(scores("calm", [0, 0, 0]) + scores("warm", [0, 1]))
     assert set(p.snapshot()) == {"warm"}
+
+
+def test_snapshot_forgets_finished_cooldowns_and_calm_keys():
+    p = AlertPolicy(k=1, n=1, quiet_windows=1, cooldown_s=120)
+    p.update(scores("a", [1, 0]))  # opens, closes; cooldown until 60 + 120
+    assert set(p.snapshot()) == {"a"}
+    p.update(scores("a", [0, 0, 0], t0=120))  # key time 240 > 180: cooldown over
+    assert p.snapshot() == {} and p.open_alerts == {}
+    q = AlertPolicy(k=1, n=1, quiet_windows=1)  # no cooldown at all
+    q.update([m | {"key": f"k{i}"} for i, m in enumerate(scores("x", [1, 0] * 50))])
+    assert len(q.snapshot()) == 50  # each key's single window opened an alert still open

@@ -71,19 +71,36 @@ def test_empty_push_and_validation():
         WindowStore(0, 1, 2)
 
 
-def test_idle_keys_are_forgotten_and_stop_holding_the_offset_back():
-    store = WindowStore(3, 1, 1)
-    store.push(_readings(["quiet"], [[0.0]]))  # ts 0, offset 0
-    busy = Readings(
-        keys=np.array(["busy"] * 5, dtype=object),
-        ts=np.array([10.0, 20, 30, 40, 100]),
-        values=np.zeros((5, 1), np.float32),
-        offsets=np.arange(1, 6),
-        topic="t",
-        partition=0,
+def _at(keys, ts, offsets):
+    n = len(keys)
+    return Readings(
+        np.array(keys, dtype=object),
+        np.asarray(ts, dtype=np.float64),
+        np.zeros((n, 1), np.float32),
+        np.asarray(offsets),
+        "t",
+        0,
     )
-    store.push(busy)
+
+
+def test_idle_keys_are_forgotten_and_stop_holding_the_offset_back():
+    store = WindowStore(3, 1, 1, idle_ttl_s=60)
+    store.push(_at(["quiet"], [0.0], [0]))
+    store.push(_at(["busy"] * 5 + ["other"], [10, 20, 30, 40, 100, 100], [1, 2, 3, 4, 5, 6]))
     assert store.oldest_offset() == 0
-    assert store.evict_idle(1000) == 0
-    assert store.evict_idle(60) == 1  # quiet: last seen at 0, newest time is 100
-    assert store.oldest_offset() == 4 and len(store) == 1
+    assert store.evict_idle() == 1  # quiet: last seen at 0; median latest time is 100
+    assert store.oldest_offset() == 4 and len(store) == 2
+    assert WindowStore(3, 1, 1).evict_idle() == 0  # ttl 0: never
+
+
+def test_one_bogus_future_timestamp_does_not_evict_everyone():
+    store = WindowStore(3, 1, 1, idle_ttl_s=60)
+    store.push(_at(["a", "b", "c"], [100, 100, 1e12], [0, 1, 2]))
+    assert store.evict_idle() == 0
+
+
+def test_no_window_spans_a_silence_longer_than_the_ttl():
+    store = WindowStore(3, 1, 1, idle_ttl_s=60)
+    store.push(_at(["a", "a"], [0, 10], [0, 1]))
+    w = store.push(_at(["a", "a", "a"], [1000, 1010, 1020], [2, 3, 4]))
+    assert w.first_offset.tolist() == [2]  # not (0, 1, 2) across the gap
