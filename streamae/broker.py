@@ -103,8 +103,28 @@ def ensure_topics(
             with contextlib.suppress(TopicAlreadyExistsError):  # another instance won the race
                 admin.create_topics(new)
             log.info("created topics %s", [t.name for t in new])
+            _wait_for_leaders(admin, [t.name for t in new], s.request_timeout_ms / 1000)
     finally:
         admin.close()
+
+
+def led_partitions(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
+    """Partitions with a leader, per topic (0 for a topic the broker does not know)."""
+    counts = dict.fromkeys(topics, 0)
+    for t in admin.describe_topics(list(topics)):
+        if t["name"] in counts and t["error_code"] == 0:
+            counts[t["name"]] = sum(p["error_code"] == 0 and p["leader_id"] >= 0 for p in t["partitions"])
+    return counts
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, topics: Sequence[str], timeout_s: float) -> None:
+    """Creation returns before the new partitions have leaders; a client that looks the
+    topics up right away would see them empty (or not at all), so wait until they are led."""
+    deadline = time.monotonic() + timeout_s
+    while 0 in led_partitions(admin, topics).values():
+        if time.monotonic() > deadline:
+            raise KafkaTimeoutError(f"topics {list(topics)} have no partition leaders after {timeout_s:g} s")
+        time.sleep(0.1)
 
 
 def publish(

@@ -33,6 +33,9 @@ from streamae.windows import Windows, WindowStore
 
 log = logging.getLogger(__name__)
 
+# how long a just-created topic may take to show its partitions before the check gives up
+TOPIC_SETTLE_S = 10.0
+
 DEAD_LETTER_VALUE_BYTES = 64 * 1024
 MAX_STATE_BYTES = 900 * 1024  # under the broker's default 1 MiB message limit
 
@@ -159,14 +162,22 @@ class Daemon:
 
     def _check_state_topic(self) -> None:
         k = self.settings.kafka
-        state = self.consumer.partitions_for_topic(k.state_topic) or set()
-        inputs = self.consumer.partitions_for_topic(k.input_topic) or set()
-        if len(state) < len(inputs):
-            raise ConfigError(
-                f"invalid configuration:\n  STREAMAE_KAFKA__STATE_TOPIC: '{k.state_topic}' has "
-                f"{len(state)} partitions for the {len(inputs)} of '{k.input_topic}'; create it "
-                "compacted with as many (streamae serve --create-topics does)"
-            )
+        # topics created a moment ago show up without partitions until they have leaders
+        deadline = time.monotonic() + TOPIC_SETTLE_S
+        while True:
+            state = self.consumer.partitions_for_topic(k.state_topic) or set()
+            inputs = self.consumer.partitions_for_topic(k.input_topic) or set()
+            if len(state) >= len(inputs):
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            self.consumer.topics()  # refreshes the cached metadata
+        raise ConfigError(
+            f"invalid configuration:\n  STREAMAE_KAFKA__STATE_TOPIC: '{k.state_topic}' has "
+            f"{len(state)} partitions for the {len(inputs)} of '{k.input_topic}'; create it "
+            "compacted with as many (streamae serve --create-topics does)"
+        )
 
     def _close_clients(self) -> None:
         """Close both clients; a failing close must not mask the error that stopped the loop

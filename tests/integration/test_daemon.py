@@ -11,8 +11,10 @@ import pytest
 from helpers import DaemonThread, committed, read_topic, settings_for, wait_until
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streamae.broker import DeliveryError, client_configs, publish
+from streamae import daemon as daemon_module
+from streamae.broker import DeliveryError, client_configs, daemon_topics, ensure_topics, publish
 from streamae.bundle import load_bundle
+from streamae.config import ConfigError
 from streamae.messages import DeadLetter, ScoreMessage
 from streamae.offline import score_frame
 from streamae.scoring import Scorer
@@ -160,6 +162,18 @@ def test_offsets_are_not_committed_when_outputs_are_not_acknowledged(
     for c in marks:
         scored_through = orjson.loads(c.metadata)["scored_through"]
         assert 0 < c.offset <= scored_through  # replay starts before what was published
+
+
+def test_a_missing_state_topic_stops_the_daemon_naming_the_setting(
+    kafka_bootstrap, topics, bundle_dir, monkeypatch
+):
+    monkeypatch.setattr(daemon_module, "TOPIC_SETTLE_S", 1.0)
+    s = settings_for(kafka_bootstrap, topics)
+    ensure_topics(s.kafka, daemon_topics(s.kafka))  # everything but the state topic
+    d = DaemonThread(s, bundle_dir, create_topics=False)
+    d.thread.join(60)
+    assert isinstance(d.error, ConfigError)
+    assert "STREAMAE_KAFKA__STATE_TOPIC" in str(d.error) and "0 partitions for the 3" in str(d.error)
 
 
 def test_restart_loses_no_window_and_publishes_none_twice(kafka_bootstrap, topics, bundle_dir, make_stream):
