@@ -32,13 +32,15 @@ def train_bundle(out: Path, window: int = 30) -> Path:
     """A dense bundle on three days of simulated normal history (cached in ``out``)."""
     if (out / "manifest.json").exists():
         return out
+    from streamae.config import TrainSettings
     from streamae.simulate import DAY_S, simulate
-    from streamae.training import TrainConfig, fit
+    from streamae.training import fit
 
     hist = simulate(entities=4, duration_s=3 * DAY_S, anomalies_per_entity=0, seed=1)
     fit(
         hist.frame.drop(columns=["label", "anomaly_type"]),
         out,
-        TrainConfig(window=window, epochs=30, progress=False),
+        TrainSettings(window=window, epochs=30),
+        progress=False,
     )
     return out

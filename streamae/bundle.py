@@ -22,6 +22,8 @@ MODEL = "model.onnx"
 FORMAT_VERSION = 1
 INPUT_NAME = "windows"
 OUTPUT_NAME = "reconstruction"
+CODE_NAME = "code"
+DECODER = "decoder.onnx"  # variational bundles: code → reconstruction, for `streamae sample`
 
 
 class BundleError(ValueError):
@@ -48,9 +50,16 @@ class Scaler(_Strict):
 
 
 class Threshold(_Strict):
+    """The alert threshold and how it was calibrated on held-out normal windows."""
+
     value: float = Field(gt=0)
-    method: Literal["quantile"] = "quantile"
-    quantile: float | None = Field(None, gt=0, lt=1)
+    method: Literal["quantile", "sigma", "pot"] = "quantile"
+    params: dict[str, float] = Field(
+        default_factory=dict, description="what set it: quantile, k, target_far, fitted tail..."
+    )
+    ewma_alpha: float = Field(
+        1.0, gt=0, le=1, description="scores are smoothed per key with this EWMA weight first (1: off)"
+    )
     calibration_windows: int = Field(ge=1, description="held-out normal windows it was set on")
 
 
@@ -62,6 +71,8 @@ class Manifest(_Strict):
     window: int = Field(ge=1)
     stride: int = Field(ge=1)
     scaler: Scaler
+    loss: Literal["mse", "bce"] = "mse"
+    code_size: int = Field(ge=1, description="width of the graph's 'code' output (latent vector)")
     threshold: Threshold
     feature_error_scale: list[Annotated[float, Field(gt=0)]] = Field(
         description="mean per-feature error on training windows, to rank contributions fairly"
@@ -71,6 +82,10 @@ class Manifest(_Strict):
     created_at: datetime
     versions: dict[str, str] = {}
     checksum: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    extras: dict[str, Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = Field(
+        default_factory=dict,
+        description="further files of the bundle (e.g. decoder.onnx) and their checksums",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -91,6 +106,15 @@ class Bundle:
         self.path = path
         self.manifest = manifest
         self.model_bytes = model_bytes
+
+    def extra(self, name: str) -> bytes:
+        """A further file of the bundle, checked against the manifest's ``extras`` checksum."""
+        if name not in self.manifest.extras:
+            raise BundleError(f"bundle {self.path}: has no {name} (manifest field 'extras')")
+        data = (self.path / name).read_bytes()
+        if sha256(data) != self.manifest.extras[name]:
+            raise BundleError(f"{self.path / name}: checksum mismatch (manifest field 'extras.{name}')")
+        return data
 
     @property
     def features(self) -> list[str]:
@@ -129,7 +153,12 @@ def load_bundle(path: Path | str) -> Bundle:
 
 
 def write_bundle(
-    path: Path | str, model_bytes: bytes, fields: dict[str, Any], *, overwrite: bool = True
+    path: Path | str,
+    model_bytes: bytes,
+    fields: dict[str, Any],
+    *,
+    extras: dict[str, bytes] | None = None,
+    overwrite: bool = True,
 ) -> Bundle:
     """Write ``model.onnx`` and a manifest built from ``fields``, atomically.
 
@@ -138,12 +167,20 @@ def write_bundle(
     path = Path(path)
     if path.exists() and not overwrite:
         raise BundleError(f"{path} exists")
-    fields = {"created_at": datetime.now(timezone.utc), **fields, "checksum": sha256(model_bytes)}
+    extras = extras or {}
+    fields = {
+        "created_at": datetime.now(timezone.utc),
+        **fields,
+        "checksum": sha256(model_bytes),
+        "extras": {name: sha256(data) for name, data in extras.items()},
+    }
     manifest = Manifest.model_validate(fields)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         (tmp / MODEL).write_bytes(model_bytes)
+        for name, data in extras.items():
+            (tmp / name).write_bytes(data)
         (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
         if path.exists():
             old = path.with_name(f".{path.name}.old")

@@ -8,11 +8,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 from streamae import __version__
 from streamae.broker import BrokerUnavailable, DeliveryError
 from streamae.bundle import BundleError
-from streamae.config import ConfigError, Settings, load_settings
+from streamae.config import ConfigError, Settings, TrainSettings, load_settings
 from streamae.readings import DataError
 
 log = logging.getLogger("streamae")
@@ -20,30 +21,19 @@ log = logging.getLogger("streamae")
 
 def _train(args: argparse.Namespace) -> int:
     from streamae.readings import read_table
-    from streamae.training import TrainConfig, fit
+    from streamae.training import TRAINING_PLOT, fit
 
-    cfg = TrainConfig(
-        variant=args.variant,
-        window=args.window,
-        stride=args.stride,
-        hidden=args.hidden,
-        code=args.code,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        threshold_quantile=args.quantile,
-        seed=args.seed,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    cfg = _train_settings(args)
     frame = read_table(args.history)
-    result = fit(frame, args.output, cfg, source=str(args.history))
+    result = fit(frame, args.output, cfg, source=str(args.history), progress=not args.quiet)
     m = result.bundle.manifest
+    t = m.threshold
     print(
         f"bundle {args.output}: {m.variant}, {len(m.features)} features {m.features}, "
-        f"window {m.window}, stride {m.stride}, threshold {m.threshold.value:.6g} "
-        f"(quantile {m.threshold.quantile}), onnx parity {m.metrics['onnx_parity_max_abs_diff']:.1e}"
+        f"window {m.window}, stride {m.stride}, threshold {t.value:.6g} ({t.method} "
+        f"{', '.join(f'{k}={v:.4g}' for k, v in t.params.items())}), "
+        f"onnx parity {m.metrics['onnx_parity_max_abs_diff']:.1e}, "
+        f"training curve {args.output / TRAINING_PLOT}"
     )
     return 0
 
@@ -192,6 +182,32 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _add_train_flags(t: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~streamae.config.TrainSettings` field (``--batch-size`` for
+    ``batch_size``); an unset flag keeps the configured value (``STREAMAE_TRAIN__*``)."""
+    from streamae.config import TrainSettings
+
+    for name, field in TrainSettings.model_fields.items():
+        ann = field.annotation
+        kind: dict[str, Any] = {"choices": get_args(ann)} if get_origin(ann) is Literal else {}
+        if not kind:
+            kind["type"] = int if ann in (int, int | None) else float if ann is float else str
+        default = "the variant's" if field.default is None else field.default
+        t.add_argument(
+            "--" + name.replace("_", "-"),
+            default=argparse.SUPPRESS,
+            help=f"{field.description or name.replace('_', ' ')} (default: {default})".replace("%", "%%"),
+            **kind,
+        )
+
+
+def _train_settings(args: argparse.Namespace) -> TrainSettings:
+    """Configured training settings with the given flags on top; errors name the flag."""
+    flags = {name: getattr(args, name) for name in TrainSettings.model_fields if hasattr(args, name)}
+    names = {("train", name): "--" + name.replace("_", "-") for name in flags}
+    return load_settings(names, train=flags).train
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamae",
@@ -212,23 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("history", type=Path, help="normal-only history, .csv or .parquet")
     t.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE_DIR")
-    t.add_argument("--variant", default="dense", choices=["dense"], help="autoencoder family")
-    t.add_argument("--window", type=_positive_int, default=30, help="readings per window (default 30)")
-    t.add_argument("--stride", type=_positive_int, default=1, help="new readings between windows (default 1)")
-    t.add_argument("--hidden", type=_positive_int, default=64, help="hidden layer width")
-    t.add_argument("--code", type=_positive_int, default=8, help="bottleneck size")
-    t.add_argument("--epochs", type=_positive_int, default=60, help="maximum epochs (early stopping)")
-    t.add_argument("--batch-size", type=_positive_int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    t.add_argument("--patience", type=_positive_int, default=6, help="epochs without improvement to stop")
-    t.add_argument(
-        "--quantile",
-        type=_fraction,
-        default=0.995,
-        help="threshold = this quantile of held-out normal window scores",
-    )
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu", help="torch device for training (cpu, cuda)")
+    _add_train_flags(t)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 

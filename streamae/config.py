@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -111,6 +111,55 @@ class AlertSettings(_Section):
         return ratios
 
 
+# the autoencoder family (streamae.models builds them; kept here so settings need no torch)
+Variant = Literal["dense", "denoising", "sparse", "contractive", "variational", "conv", "lstm", "pca"]
+VARIANTS: tuple[str, ...] = get_args(Variant)
+ThresholdMethod = Literal["quantile", "sigma", "pot"]
+
+
+class TrainSettings(_Section):
+    """``streamae train`` defaults (``STREAMAE_TRAIN__*``); command-line flags override them."""
+
+    variant: Variant = Field("dense", description="autoencoder family member")
+    window: int = Field(30, ge=1, description="readings per window")
+    stride: int = Field(1, ge=1, description="new readings between windows")
+    hidden: int | None = Field(None, ge=1, description="hidden width (conv: channels of the first layer)")
+    code: int | None = Field(
+        None, ge=0, description="code size (conv: channels; pca: components, 0 = 95 % variance)"
+    )
+    loss: Literal["mse", "bce"] = Field(
+        "mse", description="bce: inputs min-max scaled to [0, 1], sigmoid out"
+    )
+    epochs: int = Field(60, ge=1, description="maximum; early stopping usually ends sooner")
+    batch_size: int = Field(256, ge=1, description="windows per optimiser step")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    lr_schedule: Literal["plateau", "cosine", "constant"] = Field(
+        "plateau", description="learning rate: halve on a validation plateau, cosine decay, or fixed"
+    )
+    weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay")
+    patience: int = Field(6, ge=1, description="epochs without validation improvement before stopping")
+    noise: float = Field(0.2, ge=0, description="denoising: corruption std (standardised units)")
+    sparsity: float = Field(1e-3, ge=0, description="sparse: L1 weight on the code")
+    contractive: float = Field(1e-3, ge=0, description="contractive: weight of the Jacobian penalty")
+    beta: float = Field(1.0, ge=0, description="variational: weight of the KL term")
+    threshold: ThresholdMethod = Field("quantile", description="calibration method")
+    quantile: float = Field(0.995, gt=0, lt=1, description="quantile method: quantile of normal scores")
+    sigma_k: float = Field(4.0, gt=0, description="sigma method: mean + k·std")
+    target_far: float = Field(1e-3, gt=0, lt=1, description="pot method: false-alarm probability per window")
+    ewma_alpha: float = Field(
+        1.0, gt=0, le=1, description="smooth scores per key before the threshold (1: off)"
+    )
+    seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
+
+    @field_validator("loss")
+    @classmethod
+    def _bce_needs_a_network(cls, loss: str, info: ValidationInfo) -> str:
+        if loss == "bce" and info.data.get("variant") == "pca":
+            raise ValueError("pca reconstructs linearly; bce needs a network with a sigmoid output")
+        return loss
+
+
 class Settings(BaseSettings):
     """All daemon settings. Example: ``STREAMAE_KAFKA__BOOTSTRAP_SERVERS=host:9092``."""
 
@@ -127,6 +176,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     windows: WindowSettings = WindowSettings()
     alerts: AlertSettings = AlertSettings()
+    train: TrainSettings = TrainSettings()
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 disables")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -161,8 +211,11 @@ def _unknown_env_vars(names: list[str]) -> list[str]:
     )
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment, ``.env`` and ``overrides``; fail with field names."""
+def load_settings(flag_names: dict[tuple[str, ...], str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from the environment, ``.env`` and ``overrides``; fail with field names.
+
+    ``flag_names`` names overridden fields as the command-line flags that set them.
+    """
     dotenv = Path(".env")
     names = [*os.environ, *(dotenv_values(dotenv) if dotenv.is_file() else {})]
     unknown = _unknown_env_vars(names)
@@ -171,5 +224,6 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        lines = [f"  {env_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        names = flag_names or {}
+        lines = [f"  {names.get(tuple(e['loc']), env_name(e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

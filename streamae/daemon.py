@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -50,6 +50,7 @@ class PartitionState:
     scored_through: int = -1  # outputs of offsets <= this are already published
     next_offset: int | None = None  # one past the last record consumed
     committed: tuple[int, int] | None = None  # (offset, scored_through) last committed
+    smoothing: dict = field(default_factory=dict)  # key → last EWMA score, saved with the alerts
 
 
 @dataclass
@@ -272,6 +273,7 @@ class Daemon:
             # none saved yet, or saved by a flush whose commit then failed: start fresh
             return False
         st.policy.restore(doc["alerts"])
+        st.smoothing.update(doc.get("smoothing", {}))
         return True
 
     def _ingest(self, tp: TopicPartition, records: Sequence[RecordLike]) -> None:
@@ -368,10 +370,12 @@ class Daemon:
     def _publish(self, windows: Windows, batch: ScoreBatch) -> None:
         k = self.settings.kafka
         st = self._parts[TopicPartition(windows.topic, windows.partition)]
-        messages = self.scorer.messages(windows, batch, self.settings.model.top_features)
         fresh = windows.last_offset > st.scored_through
-        if not fresh.all():  # replayed windows: published before, and in the saved alert state
-            messages = [m for m, f in zip(messages, fresh.tolist()) if f]
+        n_fresh = int(fresh.sum())
+        if n_fresh < len(windows):  # replayed: published before, and in the saved alert state
+            windows = windows.select(fresh)
+            batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
+        messages = self.scorer.messages(windows, batch, self.settings.model.top_features, st.smoothing)
         for msg in messages:
             self._send(k.scores_topic, msg["key"].encode(), orjson.dumps(msg))
         for _, event in st.policy.update(messages):
@@ -381,11 +385,11 @@ class Daemon:
             else:
                 self.stats.alerts_closed += 1
             metrics.ALERTS.labels(event["event"]).inc()
-        n_fresh = int(fresh.sum())
+        replayed = len(fresh) - n_fresh
         self.stats.windows += n_fresh
-        self.stats.replayed_windows += len(windows) - n_fresh
+        self.stats.replayed_windows += replayed
         metrics.WINDOWS.inc(n_fresh)
-        metrics.REPLAYED.inc(len(windows) - n_fresh)
+        metrics.REPLAYED.inc(replayed)
 
     def _commit_plan(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """What to commit per partition now that everything consumed has been processed."""
@@ -425,7 +429,9 @@ class Daemon:
     def _save_alert_state(self, tp: TopicPartition, st: PartitionState) -> None:
         """Alert policy state of ``tp`` as of this commit, to partition ``tp.partition`` of the
         compacted state topic: acknowledged before the commit, read back by the next owner."""
-        value = orjson.dumps({"scored_through": st.scored_through, "alerts": st.policy.snapshot()})
+        value = orjson.dumps(
+            {"scored_through": st.scored_through, "alerts": st.policy.snapshot(), "smoothing": st.smoothing}
+        )
         if len(value) > MAX_STATE_BYTES:
             # too many keys mid-alert to save in one record: the next owner starts this
             # partition's alert policy fresh rather than the daemon failing every flush

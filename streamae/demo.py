@@ -14,12 +14,12 @@ import pandas as pd
 
 from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer, publish
 from streamae.bundle import load_bundle
-from streamae.config import Settings
+from streamae.config import Settings, TrainSettings
 from streamae.daemon import Daemon, DaemonStats
 from streamae.plots import plot_scores
 from streamae.scoring import Scorer
 from streamae.simulate import DAY_S, Anomaly, simulate, to_messages
-from streamae.training import TrainConfig, fit
+from streamae.training import fit
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -95,11 +95,11 @@ def run_demo(
 
     say("[2/5] training a dense autoencoder on it (normal data only)")
     train_frame = history.frame.drop(columns=["label", "anomaly_type"])
-    result = fit(train_frame, workdir / "bundle", TrainConfig(epochs=epochs, seed=seed), "history.csv")
+    result = fit(train_frame, workdir / "bundle", TrainSettings(epochs=epochs, seed=seed), "history.csv")
     m = result.bundle.manifest
     say(
         f"      bundle {workdir / 'bundle'}: threshold {m.threshold.value:.4g} "
-        f"(q{m.threshold.quantile} of {m.threshold.calibration_windows} held-out windows)"
+        f"({m.threshold.method} {m.threshold.params} on {m.threshold.calibration_windows} held-out windows)"
     )
 
     run = f"{int(time.time())}"

@@ -65,7 +65,13 @@ class ScoreMessage(_Message):
     key: str
     window_start: float = Field(description="epoch seconds of the first reading")
     window_end: float = Field(description="epoch seconds of the last reading")
-    score: float = Field(ge=0, description="mean squared reconstruction error (scaled units)")
+    score: float = Field(
+        ge=0,
+        description="what meets the threshold: raw_score, EWMA-smoothed per key if the bundle says so",
+    )
+    raw_score: float = Field(
+        ge=0, description="mean squared reconstruction error of the window (scaled units)"
+    )
     threshold: float
     is_anomaly: bool
     top_features: list[FeatureContribution]

@@ -20,6 +20,7 @@ SCORE_COLUMNS = [
     "window_start",
     "window_end",
     "score",
+    "raw_score",
     "threshold",
     "is_anomaly",
     "top_features",
@@ -36,7 +37,7 @@ def score_frame(frame: pd.DataFrame, scorer: Scorer, source: str, top_k: int = 3
     m = scorer.manifest
     readings = frame_to_readings(frame, m.features, source)
     windows = WindowStore(m.window, m.stride, len(m.features)).push(readings)
-    messages = scorer.messages(windows, scorer.score(windows.data), top_k)
+    messages = scorer.messages(windows, scorer.score(windows.data), top_k, smoothing={})
     rows = [
         {
             "timestamp": msg["window_end"],

@@ -66,8 +66,27 @@ def plot_scores(
         ax.set_ylabel(key, fontsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=7)
     axes[0, 0].set_title(f"{title}  (orange: injected/labelled anomaly, red bar: alert)")
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_training(history: Sequence[dict[str, float]], path: Path, title: str = "training") -> Path:
+    """Training and validation loss per epoch (log scale)."""
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [h["train_loss"] for h in history], marker=".", label="training objective")
+    ax.plot(epochs, [h["val_loss"] for h in history], marker=".", label="validation reconstruction MSE")
+    best = min(history, key=lambda h: h["val_loss"])
+    ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"kept (epoch {best['epoch']})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

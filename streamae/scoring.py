@@ -1,8 +1,9 @@
 """Score windows with the bundle's ONNX autoencoder.
 
-Score = mean squared reconstruction error of the standardised window; the per-feature
+Raw score = mean squared reconstruction error of the scaled window; the per-feature
 errors (averaged over time, normalised by their training means) say which sensors
-caused it. The daemon and ``streamae score`` both go through :meth:`Scorer.messages`.
+caused it. When the bundle says so, raw scores are smoothed per key (EWMA) before they
+meet the threshold. The daemon and ``streamae score`` both go through :meth:`Scorer.messages`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from streamae.bundle import INPUT_NAME, Bundle, BundleError
+from streamae.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError
+from streamae.calibration import ewma
 from streamae.windows import Windows
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,9 @@ class Scorer:
         inputs = self.session.get_inputs()
         if [i.name for i in inputs] != [INPUT_NAME]:
             raise BundleError(f"{bundle.path}/model.onnx: expected one input '{INPUT_NAME}'")
+        outputs = [o.name for o in self.session.get_outputs()]
+        if OUTPUT_NAME not in outputs:
+            raise BundleError(f"{bundle.path}/model.onnx: has no output '{OUTPUT_NAME}' (has {outputs})")
         shape = inputs[0].shape
         if len(shape) != 3 or shape[1:] != [m.window, len(m.features)]:
             raise BundleError(
@@ -94,21 +99,42 @@ class Scorer:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
-    def score(self, data: np.ndarray) -> ScoreBatch:
-        """Score raw (unscaled) windows ``(m, window, F)``."""
+    def scale(self, data: np.ndarray) -> np.ndarray:
+        """Raw windows ``(m, window, F)`` in the model's input units (float32)."""
         if data.ndim != 3 or data.shape[1:] != (self.manifest.window, len(self._mean)):
             raise ValueError(f"windows must be (m, {self.manifest.window}, {len(self._mean)})")
         with np.errstate(over="ignore"):
             x = ((data - self._mean) * self._inv_scale).astype(np.float32, copy=False)
         # a reading a million standard deviations out is anomalous whatever its exact size;
         # clipping keeps the squared error finite, so it scores high instead of inf/NaN
-        np.clip(x, -CLIP_SIGMAS, CLIP_SIGMAS, out=x)
+        return np.clip(x, -CLIP_SIGMAS, CLIP_SIGMAS, out=x)
+
+    def score(self, data: np.ndarray) -> ScoreBatch:
+        """Raw scores of raw (unscaled) windows ``(m, window, F)``."""
+        x = self.scale(data)
         errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]
-            (recon,) = self.session.run(None, {INPUT_NAME: chunk})
+            (recon,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})
             errors[lo : lo + len(chunk)] = feature_errors(chunk, recon)
         return ScoreBatch(errors.mean(axis=1, dtype=np.float64), errors)
+
+    def encode(self, data: np.ndarray) -> np.ndarray:
+        """Latent codes ``(m, code_size)`` of raw windows (for pictures of the latent space)."""
+        x = self.scale(data)
+        parts = [
+            self.session.run([CODE_NAME], {INPUT_NAME: x[lo : lo + self.max_batch]})[0]
+            for lo in range(0, len(x), self.max_batch)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, self.manifest.code_size), np.float32)
+
+    def smooth(self, keys: np.ndarray, scores: np.ndarray, state: dict | None = None) -> np.ndarray:
+        """Scores as compared with the threshold: EWMA per key when the bundle asks for it.
+
+        ``state`` (key → last smoothed score) carries the smoothing across calls.
+        """
+        alpha = self.manifest.threshold.ewma_alpha
+        return scores if alpha >= 1 else ewma(scores, alpha, keys, state)
 
     def contributions(self, feature_errors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices ``(m, k)`` and shares of the top-``k`` features, errors normalised by training."""
@@ -119,18 +145,23 @@ class Scorer:
         top = np.argsort(-share, axis=1, kind="stable")[:, :k]
         return top, np.take_along_axis(share, top, axis=1)
 
-    def messages(self, windows: Windows, batch: ScoreBatch, top_k: int = 3) -> list[dict]:
-        """Score messages (see ``messages.ScoreMessage``) for scored windows."""
+    def messages(
+        self, windows: Windows, batch: ScoreBatch, top_k: int = 3, smoothing: dict | None = None
+    ) -> list[dict]:
+        """Score messages (see ``messages.ScoreMessage``) for scored windows, in order;
+        ``smoothing`` is the per-key EWMA state (see :meth:`smooth`)."""
         m = self.manifest
         threshold = m.threshold.value
         top, share = self.contributions(batch.feature_errors, top_k)
+        smoothed = self.smooth(windows.keys, batch.scores, smoothing)
         features = m.features
         out = []
-        for i, (key, start, end, score, o0, o1) in enumerate(
+        for i, (key, start, end, score, raw, o0, o1) in enumerate(
             zip(
                 windows.keys.tolist(),
                 windows.start_ts.tolist(),
                 windows.end_ts.tolist(),
+                smoothed.tolist(),
                 batch.scores.tolist(),
                 windows.first_offset.tolist(),
                 windows.last_offset.tolist(),
@@ -142,6 +173,7 @@ class Scorer:
                     "window_start": start,
                     "window_end": end,
                     "score": score,
+                    "raw_score": raw,
                     "threshold": threshold,
                     "is_anomaly": score > threshold,
                     "top_features": [

@@ -3,6 +3,7 @@
 Windows are split by time: the first 70 % train the model, the next 15 % decide early
 stopping, the last 15 % (never seen by the optimiser) calibrate the threshold. Threshold
 and per-feature statistics come from the ONNX export, the exact graph the daemon runs.
+Every variant shares this machinery; what differs lives in the model's ``training_loss``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,14 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from streamae import __version__
-from streamae.bundle import INPUT_NAME, OUTPUT_NAME, Bundle, write_bundle
-from streamae.config import ConfigError
-from streamae.models import build_model
+from streamae.bundle import CODE_NAME, DECODER, INPUT_NAME, OUTPUT_NAME, Bundle, write_bundle
+from streamae.calibration import calibrate, ewma
+from streamae.config import ConfigError, TrainSettings
+from streamae.models import Autoencoder, PCAReconstructor, build_model
 from streamae.readings import DataError, feature_columns, frame_to_readings
 from streamae.scoring import feature_errors
 from streamae.windows import Windows, WindowStore
@@ -33,29 +35,13 @@ log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-4
 MIN_WINDOWS = 50
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    variant: str = "dense"
-    window: int = 30
-    stride: int = 1
-    hidden: int = 64
-    code: int = 8
-    epochs: int = 60
-    batch_size: int = 256
-    lr: float = 1e-3
-    patience: int = 6
-    threshold_quantile: float = 0.995
-    seed: int = 0
-    device: str = "cpu"
-    progress: bool = True
+TRAINING_PLOT = "training.png"  # beside the bundle's files, not part of its checksum
 
 
 @dataclass(frozen=True)
 class TrainResult:
     bundle: Bundle
-    history: list[dict[str, float]]
+    history: list[dict[str, float]]  # per epoch: epoch, train_loss, val_loss, lr
 
 
 def split_by_time(windows: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,41 +53,75 @@ def split_by_time(windows: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return train, val, calib
 
 
-def export_onnx(model: nn.Module, window: int, n_features: int) -> bytes:
-    """The model as ONNX bytes with a dynamic batch axis."""
-    model = model.eval().cpu()
+def _to_onnx(module: nn.Module, example: Tensor, inputs: list[str], outputs: list[str]) -> bytes:
     buf = io.BytesIO()
-    example = torch.zeros(2, window, n_features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # The TorchScript exporter is fast and exact for these graphs; dynamo adds seconds.
         torch.onnx.export(
-            model,
+            module,
             (example,),
             buf,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
             opset_version=17,
             dynamo=False,
         )
     return buf.getvalue()
 
 
-def onnx_reconstruct(model_bytes: bytes, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+def export_onnx(model: Autoencoder, window: int, n_features: int) -> bytes:
+    """The model as ONNX bytes: ``windows`` → ``reconstruction`` and ``code``, dynamic batch."""
+    model = model.eval().cpu()
+    return _to_onnx(model, torch.zeros(2, window, n_features), [INPUT_NAME], [OUTPUT_NAME, CODE_NAME])
+
+
+class _Decoder(nn.Module):
+    def __init__(self, model: Autoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.model.decode(z)
+
+
+def export_decoder(model: Autoencoder, code_size: int) -> bytes:
+    """The decoder alone as ONNX bytes: ``code`` → ``reconstruction`` (for sampling)."""
+    model = model.eval().cpu()
+    return _to_onnx(_Decoder(model), torch.zeros(2, code_size), [CODE_NAME], [OUTPUT_NAME])
+
+
+def onnx_reconstruct(model_bytes: bytes, x: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruction and code of windows ``x`` (already scaled) by an exported graph."""
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    parts = [session.run(None, {INPUT_NAME: x[i : i + batch]})[0] for i in range(0, len(x), batch)]
-    return np.concatenate(parts) if parts else np.empty_like(x)
+    parts = [
+        session.run([OUTPUT_NAME, CODE_NAME], {INPUT_NAME: x[i : i + batch]}) for i in range(0, len(x), batch)
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def torch_reconstruct(model: nn.Module, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+def torch_reconstruct(model: Autoencoder, x: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The same as :func:`onnx_reconstruct`, computed by PyTorch (for parity checks)."""
     model = model.eval().cpu()
     with torch.no_grad():
-        parts = [model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]
-    return np.concatenate(parts) if parts else np.empty_like(x)
+        parts = [model(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)]
+    return np.concatenate([p[0].numpy() for p in parts]), np.concatenate([p[1].numpy() for p in parts])
 
 
-def fit(frame: pd.DataFrame, out_dir: Path, cfg: TrainConfig, source: str = "history") -> TrainResult:
+def parity(model: Autoencoder, model_bytes: bytes, x: np.ndarray) -> float:
+    """Largest absolute difference between ONNX and PyTorch outputs (reconstruction and code)."""
+    a, b = onnx_reconstruct(model_bytes, x), torch_reconstruct(model, x)
+    return max(float(np.abs(a[0] - b[0]).max()), float(np.abs(a[1] - b[1]).max()))
+
+
+def fit(
+    frame: pd.DataFrame,
+    out_dir: Path,
+    cfg: TrainSettings,
+    source: str = "history",
+    progress: bool = True,
+) -> TrainResult:
     """Train on a normal-only history frame (see ``readings.read_table``); write a bundle."""
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: no CUDA device is available to PyTorch here")
@@ -131,35 +151,63 @@ def fit(frame: pd.DataFrame, out_dir: Path, cfg: TrainConfig, source: str = "his
         raise DataError(f"{source}: too little history to split into train/validation/calibration")
 
     train_rows = (readings.ts <= windows.end_ts[train].max()) & normal_rows
-    mean = readings.values[train_rows].mean(axis=0, dtype=np.float64)
-    std = readings.values[train_rows].std(axis=0, dtype=np.float64)
-    scale = np.where(std > 1e-8, std, 1.0)
-    x = ((windows.data - mean) / scale).astype(np.float32)
+    center, scale = _scaler(readings.values[train_rows], cfg.loss)
+    x = ((windows.data - center) / scale).astype(np.float32)
     x_train, x_val, x_cal = x[train], x[val], x[calib]
 
-    model = build_model(cfg.variant, cfg.window, len(features), hidden=cfg.hidden, code=cfg.code)
-    history = _optimise(model, x_train, x_val, cfg, rng)
+    model = build_model(
+        cfg.variant,
+        cfg.window,
+        len(features),
+        cfg.hidden,
+        cfg.code,
+        sigmoid_output=cfg.loss == "bce",
+        noise=cfg.noise,
+        sparsity=cfg.sparsity,
+        contractive=cfg.contractive,
+        beta=cfg.beta,
+    )
+    extra_metrics: dict[str, float] = {}
+    if isinstance(model, PCAReconstructor):
+        extra_metrics["explained_variance"] = model.fit(x_train)
+        losses = [float(np.square(torch_reconstruct(model, v)[0] - v).mean()) for v in (x_train, x_val)]
+        history = [{"epoch": 1, "train_loss": losses[0], "val_loss": losses[1], "lr": 0.0}]
+    else:
+        history = _optimise(model, x_train, x_val, cfg, rng, progress)
 
     model_bytes = export_onnx(model, cfg.window, len(features))
-    recon_cal = onnx_reconstruct(model_bytes, x_cal)
-    parity = float(np.abs(recon_cal - torch_reconstruct(model, x_cal)).max())
-    if parity > PARITY_TOLERANCE:
-        raise RuntimeError(f"ONNX export differs from PyTorch by {parity:.2e} > {PARITY_TOLERANCE}")
+    diff = parity(model, model_bytes, x_cal)
+    if diff > PARITY_TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from PyTorch by {diff:.2e} > {PARITY_TOLERANCE}")
+    recon_cal, code_cal = onnx_reconstruct(model_bytes, x_cal)
     cal_scores = feature_errors(x_cal, recon_cal).mean(axis=1)
-    threshold = float(np.quantile(cal_scores, cfg.threshold_quantile))
-    train_fe = feature_errors(x_train, onnx_reconstruct(model_bytes, x_train))
+    if cfg.ewma_alpha < 1:
+        cal_scores = ewma(cal_scores, cfg.ewma_alpha, windows.keys[calib])
+    try:
+        cal = calibrate(
+            cal_scores, cfg.threshold, quantile=cfg.quantile, k=cfg.sigma_k, target_far=cfg.target_far
+        )
+    except ValueError as exc:
+        raise DataError(
+            f"{source}: threshold calibration on {int(calib.sum())} windows failed: {exc}"
+        ) from None
+    train_fe = feature_errors(x_train, onnx_reconstruct(model_bytes, x_train)[0])
     best = min(history, key=lambda h: h["val_loss"])
+    extras = {DECODER: export_decoder(model, code_cal.shape[1])} if cfg.variant == "variational" else {}
     fields: dict[str, Any] = {
         "model_version": f"{cfg.variant}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}",
         "variant": cfg.variant,
         "features": features,
         "window": cfg.window,
         "stride": cfg.stride,
-        "scaler": {"mean": mean.tolist(), "scale": scale.tolist()},
+        "scaler": {"mean": center.tolist(), "scale": scale.tolist()},
+        "loss": cfg.loss,
+        "code_size": int(code_cal.shape[1]),
         "threshold": {
-            "value": threshold,
-            "method": "quantile",
-            "quantile": cfg.threshold_quantile,
+            "value": cal["value"],
+            "method": cal["method"],
+            "params": {k: float(v) for k, v in cal.items() if k not in ("method", "value")},
+            "ewma_alpha": cfg.ewma_alpha,
             "calibration_windows": int(calib.sum()),
         },
         "feature_error_scale": np.maximum(train_fe.mean(axis=0), 1e-12).tolist(),
@@ -168,41 +216,69 @@ def fit(frame: pd.DataFrame, out_dir: Path, cfg: TrainConfig, source: str = "his
             "val_loss": best["val_loss"],
             "calibration_score_median": float(np.median(cal_scores)),
             "calibration_score_max": float(cal_scores.max()),
-            "onnx_parity_max_abs_diff": parity,
+            "onnx_parity_max_abs_diff": diff,
             "epochs": float(len(history)),
+            **extra_metrics,
         },
         "training": {
-            **asdict(cfg),
+            **cfg.model_dump(),
             "windows": {"train": int(train.sum()), "val": int(val.sum()), "calibration": int(calib.sum())},
             "source": source,
             "readings": len(readings),
             "excluded_labelled_windows": excluded,
+            "history": history,
         },
         "versions": {"streamae": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__},
     }
-    bundle = write_bundle(out_dir, model_bytes, fields)
-    log.info("bundle written to %s (threshold %.4g)", out_dir, threshold)
+    bundle = write_bundle(out_dir, model_bytes, fields, extras=extras)
+    from streamae.plots import plot_training
+
+    plot_training(history, out_dir / TRAINING_PLOT, f"{cfg.variant} on {Path(source).name}")
+    log.info("bundle written to %s (threshold %.4g by %s)", out_dir, cal["value"], cal["method"])
     return TrainResult(bundle, history)
 
 
+def _scaler(values: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature ``(center, scale)``: standardisation, or min-max to [0, 1] for BCE."""
+    if loss == "bce":
+        lo, hi = values.min(axis=0).astype(np.float64), values.max(axis=0).astype(np.float64)
+        return lo, np.where(hi - lo > 1e-8, hi - lo, 1.0)
+    std = values.std(axis=0, dtype=np.float64)
+    return values.mean(axis=0, dtype=np.float64), np.where(std > 1e-8, std, 1.0)
+
+
+def _reconstruction_loss(loss: str) -> nn.Module:
+    # BCE targets must lie in [0, 1]; scored data may leave the training range
+    return nn.BCELoss() if loss == "bce" else nn.MSELoss()
+
+
 def _optimise(
-    model: nn.Module,
+    model: Autoencoder,
     x_train: np.ndarray,
     x_val: np.ndarray,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     rng: np.random.Generator,
+    progress: bool,
 ) -> list[dict[str, float]]:
-    """Adam on MSE with early stopping on validation loss; restores the best weights."""
+    """Adam on the variant's training loss, early stopping on validation *reconstruction*
+    loss (comparable across variants); restores the best weights."""
     device = torch.device(cfg.device)
     model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
-    loss_fn = nn.MSELoss()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched: Any = None
+    if cfg.lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
+    elif cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    recon = _reconstruction_loss(cfg.loss)
+    mse = nn.MSELoss()
     xt = torch.from_numpy(x_train).to(device)
     xv = torch.from_numpy(x_val).to(device)
+    if cfg.loss == "bce":
+        xt, xv = xt.clamp(0, 1), xv.clamp(0, 1)
     best, best_state, stale = float("inf"), None, 0
     history: list[dict[str, float]] = []
-    bar = tqdm(range(cfg.epochs), desc=f"training {cfg.variant}", unit="epoch", disable=not cfg.progress)
+    bar = tqdm(range(cfg.epochs), desc=f"training {cfg.variant}", unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
         perm = torch.from_numpy(rng.permutation(len(xt))).to(device)
@@ -210,15 +286,19 @@ def _optimise(
         for i in range(0, len(xt), cfg.batch_size):
             xb = xt[perm[i : i + cfg.batch_size]]
             opt.zero_grad()
-            loss = loss_fn(model(xb), xb)
+            loss = model.training_loss(xb, recon)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(xb)
         model.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(model(xv), xv))
-        sched.step(val_loss)
-        history.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_loss": val_loss})
+            val_loss = float(mse(model(xv)[0], xv))
+        lr = opt.param_groups[0]["lr"]
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(val_loss)
+        elif sched is not None:
+            sched.step()
+        history.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_loss": val_loss, "lr": lr})
         bar.set_postfix(train=f"{total / len(xt):.4f}", val=f"{val_loss:.4f}")
         if val_loss < best - 1e-6:
             best, stale = val_loss, 0

@@ -29,10 +29,11 @@ def history() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> Path:
     """A dense bundle trained on ``history`` (window 20, stride 1)."""
-    from streamae.training import TrainConfig, fit
+    from streamae.config import TrainSettings
+    from streamae.training import fit
 
     out = tmp_path_factory.mktemp("bundle") / "dense"
-    fit(history, out, TrainConfig(window=WINDOW, epochs=25, progress=False, seed=3), "history")
+    fit(history, out, TrainSettings(window=WINDOW, epochs=25, seed=3), "history", progress=False)
     return out
 
 

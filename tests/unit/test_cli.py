@@ -70,9 +70,19 @@ def test_simulate_train_score_round_trip(tmp_path):
     assert len(out) == 2 * (720 - 10 + 1)
 
 
-@pytest.mark.parametrize("args", [["--epochs", "0"], ["--window", "-3"], ["--quantile", "1.5"]])
-def test_train_rejects_out_of_range_options(args, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "h.csv", "-o", str(tmp_path / "b"), *args])
-    assert exc.value.code == 2
-    assert "must be" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "args", [["--epochs", "0"], ["--window", "-3"], ["--quantile", "1.5"], ["--ewma-alpha", "0"]]
+)
+def test_train_rejects_out_of_range_options_naming_the_flag(args, tmp_path, capsys):
+    assert main(["train", "h.csv", "-o", str(tmp_path / "b"), *args]) == 2
+    err = capsys.readouterr().err
+    assert f"{args[0]}: Input should be" in err and not (tmp_path / "b").exists()
+
+
+def test_train_settings_come_from_the_environment_under_the_flags(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("STREAMAE_TRAIN__EPOCHS", "0")
+    assert main(["train", "h.csv", "-o", str(tmp_path / "b")]) == 2
+    assert "STREAMAE_TRAIN__EPOCHS: Input should be" in capsys.readouterr().err
+    # a flag overrides the configured value; the error is then the missing file
+    assert main(["train", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "b"), "--epochs", "1"]) == 2
+    assert "missing.csv" in capsys.readouterr().err

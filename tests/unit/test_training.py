@@ -1,28 +1,85 @@
-"""Training: ONNX export matches PyTorch, outliers score higher, bad history fails clearly."""
+"""Training: every variant exports to ONNX that matches PyTorch, outliers score higher,
+thresholds are calibrated as asked, bad history fails clearly."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from streamae.bundle import load_bundle
-from streamae.models import build_model
+from streamae.bundle import DECODER, load_bundle
+from streamae.calibration import calibrate
+from streamae.config import VARIANTS, TrainSettings
+from streamae.models import PCAReconstructor, build_model
+from streamae.offline import score_frame
 from streamae.readings import DataError
 from streamae.scoring import Scorer
-from streamae.training import TrainConfig, export_onnx, fit, onnx_reconstruct, torch_reconstruct
+from streamae.training import TRAINING_PLOT, export_onnx, fit, onnx_reconstruct, torch_reconstruct
 
 
-def test_onnx_export_matches_pytorch_on_random_weights():
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_onnx_export_matches_pytorch_on_random_weights(variant):
     torch.manual_seed(0)
-    model = build_model("dense", 12, 3, hidden=16, code=4)
+    model = build_model(variant, 12, 3, hidden=16, code=4)
     x = np.random.default_rng(1).normal(size=(33, 12, 3)).astype(np.float32)
-    onnx_out = onnx_reconstruct(export_onnx(model, 12, 3), x)
-    assert onnx_out.shape == x.shape
-    np.testing.assert_allclose(onnx_out, torch_reconstruct(model, x), atol=1e-5)
+    if isinstance(model, PCAReconstructor):
+        model.fit(x)
+    recon, code = onnx_reconstruct(export_onnx(model, 12, 3), x)
+    assert recon.shape == x.shape and code.shape[0] == 33
+    t_recon, t_code = torch_reconstruct(model, x)
+    np.testing.assert_allclose(recon, t_recon, atol=1e-5)
+    np.testing.assert_allclose(code, t_code, atol=1e-5)
 
 
-def test_unknown_variant():
-    with pytest.raises(ValueError, match="unknown variant"):
-        build_model("quantum", 4, 2)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_inference_is_deterministic_and_training_corruption_is_not(variant):
+    torch.manual_seed(0)
+    model = build_model(variant, 12, 3)
+    x = torch.randn(8, 12, 3)
+    if isinstance(model, PCAReconstructor):
+        model.fit(x.numpy())
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], model(x)[0])
+    stochastic = variant in ("denoising", "variational")
+    with torch.no_grad():
+        losses = {float(model.training_loss(x, torch.nn.functional.mse_loss)) for _ in range(2)}
+    assert (len(losses) == 2) == stochastic
+
+
+def test_penalties_add_to_the_reconstruction_loss():
+    torch.manual_seed(0)
+    x = torch.randn(16, 10, 2)
+    mse = torch.nn.functional.mse_loss
+    for variant, knob in (("sparse", "sparsity"), ("contractive", "contractive")):
+        off = build_model(variant, 10, 2, **{knob: 0.0})
+        on = build_model(variant, 10, 2, **{knob: 1.0})
+        on.load_state_dict(off.state_dict())
+        assert float(on.training_loss(x, mse)) > float(off.training_loss(x, mse)) + 1e-6
+
+
+@pytest.fixture(scope="module")
+def variant_bundles(tmp_path_factory, history):
+    """A small bundle of every variant (window 10, a few epochs)."""
+    root = tmp_path_factory.mktemp("variants")
+    return {
+        v: fit(history, root / v, TrainSettings(variant=v, window=10, epochs=3, seed=1), progress=False)
+        for v in VARIANTS
+    }
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_trains_passes_parity_and_scores(variant, variant_bundles, history, make_stream):
+    result = variant_bundles[variant]
+    m = load_bundle(result.bundle.path).manifest
+    assert m.variant == variant and m.metrics["onnx_parity_max_abs_diff"] <= 1e-4
+    assert (result.bundle.path / TRAINING_PLOT).stat().st_size > 0
+    assert m.training["history"] == result.history
+    scorer = Scorer(load_bundle(result.bundle.path), ["CPUExecutionProvider"])
+    scores = score_frame(make_stream(hours=3, anomalies=0, seed=4).frame, scorer, "s")
+    assert len(scores) and np.isfinite(scores["score"]).all()
+    assert scorer.encode(np.zeros((2, m.window, len(m.features)), np.float32)).shape == (2, m.code_size)
+    assert (DECODER in m.extras) == (variant == "variational")
 
 
 def test_trained_bundle_scores_injected_outliers_higher(bundle_dir, history):
@@ -41,23 +98,82 @@ def test_trained_bundle_scores_injected_outliers_higher(bundle_dir, history):
 
 def test_threshold_is_the_calibration_quantile(bundle_dir):
     m = load_bundle(bundle_dir).manifest
-    assert m.threshold.quantile == 0.995
+    assert m.threshold.method == "quantile" and m.threshold.params == {"quantile": 0.995}
     assert m.metrics["calibration_score_median"] < m.threshold.value
     assert m.threshold.value <= m.metrics["calibration_score_max"]
 
 
+def _calibration_scores(bundle_dir, history) -> np.ndarray:
+    """Recompute the held-out scores a bundle was calibrated on (the last 15 % of windows)."""
+    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+    scores = score_frame(history, scorer, "h")
+    cut = np.quantile(scores["window_end"], 0.85)
+    return scores.loc[scores["window_start"] > cut, "raw_score"].to_numpy()
+
+
+@pytest.mark.parametrize(
+    ("method", "params"), [("sigma", {"sigma_k": 3.0}), ("pot", {"target_far": 0.01}), ("quantile", {})]
+)
+def test_threshold_methods_are_recorded_and_reproducible(history, tmp_path, method, params):
+    cfg = TrainSettings(window=10, epochs=2, seed=2, threshold=method, **params)
+    m = fit(history, tmp_path / method, cfg, progress=False).bundle.manifest
+    assert m.threshold.method == method
+    cal = _calibration_scores(tmp_path / method, history)
+    assert len(cal) == m.threshold.calibration_windows
+    expected = calibrate(cal, method, quantile=cfg.quantile, k=cfg.sigma_k, target_far=cfg.target_far)
+    assert m.threshold.value == pytest.approx(expected["value"], rel=1e-4)
+    if method == "pot":
+        assert m.threshold.params["target_far"] == 0.01 and m.threshold.params["shape"] == pytest.approx(
+            expected["shape"], rel=1e-3
+        )
+
+
+def test_ewma_smoothing_is_calibrated_on_and_applied_to_smoothed_scores(history, tmp_path):
+    cfg = TrainSettings(window=10, epochs=2, seed=2, ewma_alpha=0.3)
+    bundle = fit(history, tmp_path / "s", cfg, progress=False).bundle
+    assert bundle.manifest.threshold.ewma_alpha == 0.3
+    scores = score_frame(history, Scorer(load_bundle(bundle.path), ["CPUExecutionProvider"]), "h")
+    for _, g in scores.groupby("key"):
+        raw, smooth = g["raw_score"].to_numpy(), g["score"].to_numpy()
+        assert smooth[0] == raw[0]
+        np.testing.assert_allclose(smooth[1:], 0.3 * raw[1:] + 0.7 * smooth[:-1], rtol=1e-9)
+        assert smooth.std() < raw.std()
+
+
+def test_bce_loss_scales_inputs_to_unit_range(history, tmp_path):
+    cfg = TrainSettings(window=10, epochs=2, loss="bce")
+    m = fit(history, tmp_path / "b", cfg, progress=False).bundle.manifest
+    feats = history[m.features].to_numpy()
+    assert m.loss == "bce"
+    # min-max scaling on training rows: the scaled history sits (almost) in [0, 1]
+    scaled = (feats - np.array(m.scaler.mean)) / np.array(m.scaler.scale)
+    assert scaled.min() > -0.2 and scaled.max() < 1.2
+
+
+def test_pca_bce_is_refused():
+    with pytest.raises(ValueError, match="pca reconstructs linearly"):
+        TrainSettings(variant="pca", loss="bce")
+
+
 def test_training_is_reproducible(history, tmp_path):
-    cfg = TrainConfig(window=10, epochs=2, progress=False, seed=5)
-    a = fit(history, tmp_path / "a", cfg).bundle.manifest
-    b = fit(history, tmp_path / "b", cfg).bundle.manifest
+    cfg = TrainSettings(window=10, epochs=2, seed=5, variant="denoising")
+    a = fit(history, tmp_path / "a", cfg, progress=False).bundle.manifest
+    b = fit(history, tmp_path / "b", cfg, progress=False).bundle.manifest
     assert a.threshold.value == b.threshold.value and a.checksum == b.checksum
+
+
+def test_manifest_records_the_settings_and_curve(bundle_dir):
+    raw = json.loads((bundle_dir / "manifest.json").read_text())
+    assert raw["training"]["window"] == 20 and raw["training"]["lr_schedule"] == "plateau"
+    epochs = [h["epoch"] for h in raw["training"]["history"]]
+    assert epochs == list(range(1, len(epochs) + 1))
 
 
 def test_too_little_history_is_a_clear_error(history, tmp_path):
     with pytest.raises(DataError, match="need 50"):
-        fit(history.head(40), tmp_path / "x", TrainConfig(window=10, progress=False))
+        fit(history.head(40), tmp_path / "x", TrainSettings(window=10), progress=False)
     with pytest.raises(DataError, match="no numeric feature"):
-        fit(history[["timestamp", "key"]], tmp_path / "y", TrainConfig(progress=False))
+        fit(history[["timestamp", "key"]], tmp_path / "y", TrainSettings(), progress=False)
 
 
 def test_labelled_rows_in_history_are_kept_out_of_training(history, tmp_path):
@@ -66,12 +182,12 @@ def test_labelled_rows_in_history_are_kept_out_of_training(history, tmp_path):
     rows = dirty.index[500:540]
     dirty.loc[rows, "flow"] += 500
     dirty.loc[rows, "label"] = 1
-    cfg = TrainConfig(window=10, epochs=3, progress=False, seed=5)
-    m = fit(dirty, tmp_path / "d", cfg).bundle.manifest
+    cfg = TrainSettings(window=10, epochs=3, seed=5)
+    m = fit(dirty, tmp_path / "d", cfg, progress=False).bundle.manifest
     assert "label" not in m.features
     # 40 labelled rows over 2 keys: every window touching one of them is excluded
     assert m.training["excluded_labelled_windows"] == 2 * (20 + 10 - 1)
-    clean = fit(history, tmp_path / "c", cfg).bundle.manifest
+    clean = fit(history, tmp_path / "c", cfg, progress=False).bundle.manifest
     flow = m.features.index("flow")
     # had the 40 rows (+500 each) entered the scaler, its flow mean would move by ~5
     assert abs(m.scaler.mean[flow] - clean.scaler.mean[flow]) < 0.5
@@ -82,4 +198,4 @@ def test_cuda_device_without_gpu_is_a_clear_error(history, tmp_path):
     from streamae.config import ConfigError
 
     with pytest.raises(ConfigError, match="no CUDA device"):
-        fit(history, tmp_path / "x", TrainConfig(device="cuda", progress=False))
+        fit(history, tmp_path / "x", TrainSettings(device="cuda"), progress=False)
