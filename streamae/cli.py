@@ -1,4 +1,5 @@
-"""``streamae`` command line: train, score, serve, simulate, demo, schema, config."""
+"""``streamae`` command line: train, score, evaluate, inspect, sample, serve, simulate, demo,
+schema, config."""
 
 from __future__ import annotations
 
@@ -61,6 +62,54 @@ def _score(args: argparse.Namespace) -> int:
 
         labels = label_spans(frame) if "label" in frame.columns else None
         print(f"plot → {plot_scores(scores, args.plot, labels)}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from streamae.report import REPORT_JSON, evaluate_file, format_table
+
+    report = evaluate_file(args.bundle, args.data, args.output, load_settings(), args.top_features)
+    t = report.threshold
+    print(
+        f"{report.variant} ({report.model_version}) on {report.data}: {report.rows_scored} windows, "
+        f"threshold {t['value']:.6g} ({t['method']}), {report.alerts_opened} alerts opened"
+    )
+    print(format_table(report))
+    print("PA: point-adjusted; FAR/MAR: false/missed alarm rate per window; delay: mean detection delay")
+    print(f"report → {args.output / REPORT_JSON}, plots → {args.output}/<key>.png")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from streamae.report import inspect_bundle
+
+    found = inspect_bundle(args.bundle, args.data, args.output)
+    print(found.text)
+    for note in found.notes:
+        print(f"note: {note}")
+    for name, path in found.plots.items():
+        print(f"{name} → {path}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from streamae.bundle import load_bundle
+    from streamae.sampling import samples_frame
+
+    bundle = load_bundle(args.bundle)
+    frame = samples_frame(
+        bundle, args.n, args.seed, args.interval, args.start, load_settings().model.providers
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.output.suffix in (".parquet", ".pq"):
+        frame.to_parquet(args.output, index=False)
+    else:
+        frame.to_csv(args.output, index=False)
+    m = bundle.manifest
+    print(
+        f"{len(frame)} readings ({args.n} sampled windows of {m.window}, "
+        f"{len(m.features)} features) → {args.output}"
+    )
     return 0
 
 
@@ -245,6 +294,88 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-features", type=int, default=3)
     s.add_argument("--plot", type=Path, metavar="PNG", help="also plot score vs time")
     s.set_defaults(func=_score)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="measure detection quality on a labelled readings file",
+        description="Score DATA (same format as training history, plus a 'label' column: 0 normal, "
+        ">0 anomalous) with BUNDLE. Each window takes the label of its last reading; the first "
+        "window-1 readings of a key complete no window and are not counted. The configured alert "
+        "policy (STREAMAE_ALERTS__*) runs over the scores. Point, point-adjusted, event and ranking "
+        "metrics per series (key) and pooled go to OUT_DIR/report.json, a score plot per key to "
+        "OUT_DIR/<key>.png, and a summary table to stdout.",
+    )
+    e.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="model bundle directory (model.onnx + manifest.json)"
+    )
+    e.add_argument(
+        "data", type=Path, metavar="DATA", help="labelled readings, .csv or .parquet, with a 'label' column"
+    )
+    e.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT_DIR", help="where report.json and plots go"
+    )
+    e.add_argument(
+        "--top-features",
+        type=_positive_int,
+        default=3,
+        metavar="K",
+        help="features named per window (default: 3)",
+    )
+    e.set_defaults(func=_evaluate)
+
+    i = sub.add_parser(
+        "inspect",
+        help="describe a bundle; plot its training curve, scores and latent space",
+        description="Print BUNDLE's manifest readably (variant, features, windowing, scaler, "
+        "threshold and its calibration, metrics, training, versions, extra files) and plot its "
+        "training curve. With DATA, also plot a histogram of the window scores against the "
+        "threshold and a 2-D view of the windows' latent codes (the code itself when it is 2-D, "
+        "else its PCA projection); labelled windows are marked when DATA has a 'label' column.",
+    )
+    i.add_argument(
+        "bundle", type=Path, metavar="BUNDLE", help="model bundle directory (model.onnx + manifest.json)"
+    )
+    i.add_argument(
+        "data",
+        type=Path,
+        nargs="?",
+        metavar="DATA",
+        help="optional readings file, .csv or .parquet (label column optional)",
+    )
+    i.add_argument(
+        "-o", "--output", type=Path, metavar="OUT_DIR", help="where the plots go (default: BUNDLE/inspect)"
+    )
+    i.set_defaults(func=_inspect)
+
+    a = sub.add_parser(
+        "sample",
+        help="generate synthetic normal readings from a variational bundle",
+        description="Draw N codes from the prior N(0, I), decode them with the bundle's "
+        "decoder.onnx (variational bundles only) and unscale them. Sampled window i becomes "
+        "as many readings as the bundle's window, of key 'sample-<i>', at START + j*INTERVAL, "
+        "with the bundle's feature columns, so the file can be scored or trained on like any history.",
+    )
+    a.add_argument("bundle", type=Path, metavar="BUNDLE", help="variational model bundle (has decoder.onnx)")
+    a.add_argument("-n", type=_positive_int, required=True, metavar="N", help="windows to sample")
+    a.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT.csv", help="readings file, .csv or .parquet"
+    )
+    a.add_argument("--seed", type=int, default=0, help="random seed of the codes (default: 0)")
+    a.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between readings (default: 60)",
+    )
+    a.add_argument(
+        "--start",
+        type=float,
+        default=1_767_225_600.0,
+        metavar="EPOCH",
+        help="epoch seconds of each window's first reading (default: 1767225600, 2026-01-01 UTC)",
+    )
+    a.set_defaults(func=_sample)
 
     v = sub.add_parser(
         "serve",

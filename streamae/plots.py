@@ -1,4 +1,5 @@
-"""Score-over-time pictures: score, threshold, labelled anomalies and alerts per key."""
+"""Pictures: score over time per key (threshold, labelled anomalies, alerts), training
+curves, score histograms and 2-D views of the latent space."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 
@@ -89,4 +91,90 @@ def plot_training(history: Sequence[dict[str, float]], path: Path, title: str = 
     ax.set_xlabel("epoch")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_score_histogram(
+    normal: np.ndarray,
+    threshold: float,
+    path: Path,
+    anomalous: np.ndarray | None = None,
+    title: str = "window scores",
+) -> Path:
+    """Histogram of window scores on log-spaced bins, threshold as a vertical line.
+
+    ``normal`` are the scores of normal (or all, when unlabelled) windows; ``anomalous``
+    those of labelled-anomalous windows, drawn in another colour when given.
+    """
+    parts = [np.asarray(normal, dtype=np.float64)]
+    if anomalous is not None:
+        parts.append(np.asarray(anomalous, dtype=np.float64))
+    every = np.concatenate([*parts, [threshold]])
+    positive = every[every > 0]
+    # log-spaced bins need a positive floor; an exact 0 score is put in the lowest bin
+    lo = float(positive.min()) if len(positive) else 1e-12
+    hi = max(float(every.max()), lo * 10)
+    bins = np.geomspace(lo, hi, 60)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.hist(
+        np.clip(parts[0], lo, hi), bins=bins, color="tab:blue", alpha=0.7, label=f"normal ({len(parts[0])})"
+    )
+    if anomalous is not None and len(parts[1]):
+        ax.hist(
+            np.clip(parts[1], lo, hi),
+            bins=bins,
+            color="tab:orange",
+            alpha=0.7,
+            label=f"labelled anomalous ({len(parts[1])})",
+        )
+    ax.axvline(threshold, color="tab:red", ls="--", lw=1.2, label=f"threshold {threshold:.4g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("window score (log scale)")
+    ax.set_ylabel("windows")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_latent(
+    points: np.ndarray,
+    flagged: np.ndarray,
+    path: Path,
+    labelled: np.ndarray | None = None,
+    xlabel: str = "code[0]",
+    ylabel: str = "code[1]",
+    title: str = "latent space",
+) -> Path:
+    """Windows as points in 2-D (a code, or a projection of it): normal vs flagged (score over
+    threshold); labelled-anomalous windows ringed when ``labelled`` is given."""
+    pts = np.asarray(points, dtype=np.float64)
+    hot = np.asarray(flagged, dtype=bool)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.scatter(
+        pts[~hot, 0],
+        pts[~hot, 1],
+        s=4,
+        color="tab:blue",
+        alpha=0.4,
+        lw=0,
+        label=f"normal ({int((~hot).sum())})",
+    )
+    ax.scatter(
+        pts[hot, 0], pts[hot, 1], s=8, color="tab:red", alpha=0.8, lw=0, label=f"flagged ({int(hot.sum())})"
+    )
+    if labelled is not None:
+        lab = np.asarray(labelled, dtype=bool)
+        ax.scatter(
+            pts[lab, 0],
+            pts[lab, 1],
+            s=30,
+            facecolors="none",
+            edgecolors="tab:orange",
+            lw=0.8,
+            label=f"labelled anomalous ({int(lab.sum())})",
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, markerscale=2)
     return _save(fig, path)

@@ -5,7 +5,18 @@ import pytest
 
 from streamae.cli import build_parser, main
 
-COMMANDS = ["train", "score", "serve", "simulate", "demo", "schema", "config"]
+COMMANDS = [
+    "train",
+    "score",
+    "evaluate",
+    "inspect",
+    "sample",
+    "serve",
+    "simulate",
+    "demo",
+    "schema",
+    "config",
+]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -20,6 +31,15 @@ def test_every_command_has_help(command, capsys):
 def test_parser_lists_all_commands():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(sub.choices) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "inspect", "sample"])
+def test_report_commands_explain_every_argument(command):
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    parser = sub.choices[command]
+    assert parser.description and len(parser.description) > 100
+    for action in parser._actions:
+        assert action.help, f"{command} {action.dest} has no help"
 
 
 def test_missing_history_is_a_clean_error(tmp_path, capsys):
