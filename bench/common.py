@@ -44,3 +44,29 @@ def train_bundle(out: Path, window: int = 30) -> Path:
         progress=False,
     )
     return out
+
+
+SHARED = ROOT.parent / "shared"
+DOC = ROOT / "docs" / "benchmarks.md"
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace (or append) one benchmark's section of docs/benchmarks.md, between markers,
+    so each benchmark rewrites only what it measured."""
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``FIELD=VALUE`` pairs from the command line (pydantic converts the values)."""
+    bad = [p for p in pairs if "=" not in p]
+    if bad:
+        raise SystemExit(f"--set expects FIELD=VALUE, got {bad}")
+    return dict(p.split("=", 1) for p in pairs)

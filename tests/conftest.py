@@ -38,6 +38,19 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) 
 
 
 @pytest.fixture(scope="session")
+def variant_bundles(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> dict:
+    """``TrainResult`` of a small bundle of every variant (window 10, 3 epochs)."""
+    from streamae.config import VARIANTS, TrainSettings
+    from streamae.training import fit
+
+    root = tmp_path_factory.mktemp("variants")
+    return {
+        v: fit(history, root / v, TrainSettings(variant=v, window=10, epochs=3, seed=1), progress=False)
+        for v in VARIANTS
+    }
+
+
+@pytest.fixture(scope="session")
 def make_stream():
     """``make_stream(hours, anomalies, seed)``: a later stretch of the history's machines,
     with ``anomalies`` level shifts / spikes injected per machine."""

@@ -14,11 +14,12 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from streamae import daemon as daemon_module
 from streamae.broker import DeliveryError, client_configs, daemon_topics, ensure_topics, publish
 from streamae.bundle import load_bundle
-from streamae.config import ConfigError
+from streamae.config import VARIANTS, ConfigError, TrainSettings
 from streamae.messages import DeadLetter, ScoreMessage
 from streamae.offline import score_frame
 from streamae.scoring import Scorer
 from streamae.simulate import to_messages
+from streamae.training import fit
 
 pytestmark = pytest.mark.kafka
 
@@ -64,6 +65,41 @@ def test_normal_stream_scores_every_window_like_offline_and_raises_no_alert(
     assert_same_scores(scores, offline_scores(bundle_dir, frame))
     assert read_topic(s.kafka, s.kafka.alerts_topic, 1, timeout_s=2) == []
     assert d.daemon.stats.dead_letters == 0 and d.daemon.stats.readings == len(frame)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_scores_through_the_daemon_like_offline(
+    kafka_bootstrap, topics, variant_bundles, make_stream, variant
+):
+    s = settings_for(kafka_bootstrap, topics)
+    bundle = variant_bundles[variant].bundle.path
+    frame = make_stream(hours=2, anomalies=0, seed=27).frame
+    with DaemonThread(s, bundle):
+        publish(s.kafka, to_messages(frame))
+        scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame, window=10))
+    assert {m["model_version"].split("-")[0] for m in scores} == {variant}
+    assert_same_scores(scores, offline_scores(bundle, frame))
+
+
+def test_smoothed_scores_continue_across_a_restart(kafka_bootstrap, topics, history, make_stream, tmp_path):
+    """EWMA state is saved with the alert state: after a restart every key's smoothing goes
+    on from where the last commit left it, exactly as one offline pass over the file."""
+    bundle = tmp_path / "ewma"
+    fit(history, bundle, TrainSettings(window=10, epochs=2, ewma_alpha=0.2), progress=False)
+    s = settings_for(kafka_bootstrap, topics)
+    frame = make_stream(hours=6, anomalies=1, seed=28).frame
+    msgs = list(to_messages(frame))
+    cut = len(msgs) // 2
+    first_half = frame.iloc[:cut]
+    with DaemonThread(s, bundle):
+        publish(s.kafka, msgs[:cut])
+        read_topic(s.kafka, s.kafka.scores_topic, expected_windows(first_half, window=10))
+    with DaemonThread(s, bundle):
+        publish(s.kafka, msgs[cut:])
+        scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame, window=10))
+    offline = offline_scores(bundle, frame)
+    assert (offline["score"] != offline["raw_score"]).mean() > 0.9  # smoothing is on
+    assert_same_scores(scores, offline)
 
 
 def test_list_messages_are_scored_like_single_readings(kafka_bootstrap, topics, bundle_dir, make_stream):

@@ -58,16 +58,6 @@ def test_penalties_add_to_the_reconstruction_loss():
         assert float(on.training_loss(x, mse)) > float(off.training_loss(x, mse)) + 1e-6
 
 
-@pytest.fixture(scope="module")
-def variant_bundles(tmp_path_factory, history):
-    """A small bundle of every variant (window 10, a few epochs)."""
-    root = tmp_path_factory.mktemp("variants")
-    return {
-        v: fit(history, root / v, TrainSettings(variant=v, window=10, epochs=3, seed=1), progress=False)
-        for v in VARIANTS
-    }
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_trains_passes_parity_and_scores(variant, variant_bundles, history, make_stream):
     result = variant_bundles[variant]
