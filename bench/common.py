@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +32,13 @@ def best_rate(fn: Callable[[], int], repeats: int = 5) -> float:
 
 def train_bundle(out: Path, window: int = 30) -> Path:
     """A dense bundle on three days of simulated normal history (cached in ``out``)."""
-    if (out / "manifest.json").exists():
+    from streamae.bundle import BundleError, load_bundle
+
+    try:
+        load_bundle(out)
         return out
+    except BundleError:  # absent, or cached by an older streamae
+        pass
     from streamae.config import TrainSettings
     from streamae.simulate import DAY_S, simulate
     from streamae.training import fit
@@ -64,9 +71,19 @@ def write_section(name: str, markdown: str) -> None:
     DOC.write_text(text)
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, str]:
-    """``FIELD=VALUE`` pairs from the command line (pydantic converts the values)."""
-    bad = [p for p in pairs if "=" not in p]
+def detection_args(doc: str, name: str, defaults: dict[str, object]) -> argparse.Namespace:
+    """Command line of a detection benchmark; ``args.settings`` = ``defaults`` + ``--set`` pairs."""
+    from streamae.config import VARIANTS
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="series trained in parallel")
+    p.add_argument("--work", type=Path, default=ROOT / ".bench" / name, help="bundles go here")
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override a training setting")
+    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = p.parse_args()
+    bad = [kv for kv in args.set if "=" not in kv]
     if bad:
-        raise SystemExit(f"--set expects FIELD=VALUE, got {bad}")
-    return dict(p.split("=", 1) for p in pairs)
+        p.error(f"--set expects FIELD=VALUE, got {bad}")
+    args.settings = {**defaults, **dict(kv.split("=", 1) for kv in args.set)}
+    return args

@@ -17,7 +17,6 @@ same rule applies to every variant and was fixed before the variants were compar
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
@@ -28,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import ROOT, SHARED, parse_overrides, write_section
+from common import SHARED, detection_args, write_section
 
-from streamae.config import VARIANTS, TrainSettings
+from streamae.config import TrainSettings
 from streamae.nab import PROFILES, Series, load_corpus, probation_rows, sweep_profiles
 
 DATA = SHARED / "datasets" / "nab"
@@ -95,15 +94,9 @@ def run_variant(cfg: TrainSettings, corpus: list[Series], work: Path, jobs: int)
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="series trained in parallel")
-    p.add_argument("--work", type=Path, default=ROOT / ".bench" / "nab", help="bundles go here")
-    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override a setting")
-    p.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = p.parse_args(argv)
-    overrides = {**NAB_SETTINGS, **parse_overrides(args.set)}
+def main() -> int:
+    args = detection_args(__doc__ or "", "nab", NAB_SETTINGS)
+    overrides = args.settings
     corpus = load_corpus(DATA)
     started = time.perf_counter()
     rows = []
@@ -127,7 +120,8 @@ def report(rows: list[dict], seconds: float, settings: dict, n_series: int) -> s
         "## Detection: NAB",
         "",
         f"Command: `.venv/bin/python bench/nab.py` (settings {flags}) — {platform.machine()}, "
-        f"{os.cpu_count()} cores, run time {seconds / 60:.1f} min, {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC.",
+        f"{os.cpu_count()} cores, run time {seconds / 60:.1f} min, "
+        f"{pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC.",
         "",
         f"Protocol: {n_series} series, one model each on its probationary rows, the rest streamed; scored "
         "with `streamae.nab` (NAB 1.1 rules: windows, scaled sigmoid, profiles, one threshold per "

@@ -1,4 +1,4 @@
-"""Run every benchmark and write docs/benchmarks.md.
+"""Throughput benchmarks; writes the performance section of docs/benchmarks.md.
 
 taskset -c 0 .venv/bin/python bench/run.py        (one core for the Python side)
 """
@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import decode
 import pipeline
 import scoring
-from common import ROOT
+from common import write_section
 
 COMMAND = "taskset -c 0 .venv/bin/python bench/run.py"
 
@@ -23,7 +23,7 @@ def main() -> None:
     started = time.perf_counter()
     results = decode.run() + scoring.run() + pipeline.run()
     lines = [
-        "# Benchmarks",
+        "## Throughput",
         "",
         f"Written by `bench/run.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; every "
         "number below was measured in that one run (ratios are within the run).",
@@ -56,7 +56,7 @@ def main() -> None:
         "is used only where `CUDAExecutionProvider` loads.",
         "",
     ]
-    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))
+    write_section("performance", "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -206,8 +206,11 @@ class PCAReconstructor(Autoencoder):
         ratio = np.cumsum(sv**2) / max(float(np.sum(sv**2)), 1e-300)
         k = self.components_wanted or int(np.searchsorted(ratio, explained) + 1)
         k = min(k, len(sv))
+        # directions without variance (constant signals) carry no pattern: keeping them
+        # would reconstruct any deviation along them perfectly, so they are zeroed
+        live = sv[:k] > 1e-9 * max(float(sv[0]), 1.0)
         self.center = torch.from_numpy(center.astype(np.float32))
-        self.components = torch.from_numpy(vt[:k].astype(np.float32))
+        self.components = torch.from_numpy((vt[:k] * live[:, None]).astype(np.float32))
         return float(ratio[k - 1])
 
     def encode(self, x: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-4
 MIN_WINDOWS = 50
+SCORE_FLOOR = 1e-9
 TRAINING_PLOT = "training.png"  # beside the bundle's files, not part of its checksum
 
 
@@ -182,7 +183,9 @@ def fit(
     if diff > PARITY_TOLERANCE:
         raise RuntimeError(f"ONNX export differs from PyTorch by {diff:.2e} > {PARITY_TOLERANCE}")
     recon_cal, code_cal = onnx_reconstruct(model_bytes, x_cal)
-    cal_scores = feature_errors(x_cal, recon_cal).mean(axis=1)
+    # a perfectly reconstructed signal (a flat line, PCA on a constant) scores 0 everywhere;
+    # float32 resolution is the smallest error that means anything, so scores start there
+    cal_scores = np.maximum(feature_errors(x_cal, recon_cal).mean(axis=1), SCORE_FLOOR)
     if cfg.ewma_alpha < 1:
         cal_scores = ewma(cal_scores, cfg.ewma_alpha, windows.keys[calib])
     try:

@@ -140,6 +140,16 @@ def test_bce_loss_scales_inputs_to_unit_range(history, tmp_path):
     assert scaled.min() > -0.2 and scaled.max() < 1.2
 
 
+@pytest.mark.parametrize("variant", ["pca", "dense"])
+def test_a_flat_history_gets_a_positive_threshold(history, tmp_path, variant):
+    flat = history.assign(**{c: 1.0 for c in ("flow", "pressure")})[["timestamp", "key", "flow", "pressure"]]
+    m = fit(flat, tmp_path / variant, TrainSettings(variant=variant, window=10, epochs=2), progress=False)
+    assert m.bundle.manifest.threshold.value > 0
+    scorer = Scorer(load_bundle(m.bundle.path), ["CPUExecutionProvider"])
+    bumped = flat.assign(flow=1.0 + (flat.index % 97 == 0))
+    assert score_frame(bumped, scorer, "f")["is_anomaly"].any()
+
+
 def test_pca_bce_is_refused():
     with pytest.raises(ValueError, match="pca reconstructs linearly"):
         TrainSettings(variant="pca", loss="bce")
