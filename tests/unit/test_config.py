@@ -68,3 +68,14 @@ def test_dotenv_may_hold_other_tools_variables_but_not_our_typos(tmp_path):
 def test_mapping_fields_take_nested_keys(monkeypatch):
     monkeypatch.setenv("STREAMAE_ALERTS__SEVERITY_RATIOS__PAGE", "8")
     assert load_settings().alerts.severity_ratios["page"] == 8
+
+
+def test_threshold_methods_and_variants_agree_with_their_implementations():
+    from typing import get_args
+
+    from streamae.calibration import METHODS
+    from streamae.config import ThresholdMethod, TrainSettings
+
+    assert tuple(get_args(ThresholdMethod)) == METHODS
+    with pytest.raises(ValueError, match="variant"):
+        TrainSettings(variant="quantum")
