@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: threshold calibration record, code output, extras
 INPUT_NAME = "windows"
 OUTPUT_NAME = "reconstruction"
 CODE_NAME = "code"
@@ -64,7 +64,7 @@ class Threshold(_Strict):
 
 
 class Manifest(_Strict):
-    format_version: Literal[1] = FORMAT_VERSION
+    format_version: Literal[2] = FORMAT_VERSION
     model_version: str
     variant: str
     features: list[str] = Field(min_length=1)
@@ -136,6 +136,11 @@ def load_bundle(path: Path | str) -> Bundle:
         raw = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{manifest_path}: not valid JSON: {exc}") from None
+    if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest_path}: field 'format_version' is {raw.get('format_version')!r}; this streamae "
+            f"reads format {FORMAT_VERSION}: retrain the bundle with `streamae train`"
+        )
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:

@@ -152,6 +152,13 @@ class TrainSettings(_Section):
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
 
+    @field_validator("code")
+    @classmethod
+    def _code_zero_is_pca_only(cls, code: int | None, info: ValidationInfo) -> int | None:
+        if code == 0 and info.data.get("variant") != "pca":
+            raise ValueError("0 (components for 95 % of the variance) is for pca only; networks need >= 1")
+        return code
+
     @field_validator("loss")
     @classmethod
     def _bce_needs_a_network(cls, loss: str, info: ValidationInfo) -> str:

@@ -398,7 +398,9 @@ class Daemon:
             if st.next_offset is None:
                 continue
             if evicted := st.store.evict_idle():
-                log.info("%s[%d]: forgot %d idle key(s)", tp.topic, tp.partition, evicted)
+                for key in evicted:  # their smoothing too: state stays bounded by live keys
+                    st.smoothing.pop(key, None)
+                log.info("%s[%d]: forgot %d idle key(s)", tp.topic, tp.partition, len(evicted))
             oldest = st.store.oldest_offset()
             offset = st.next_offset if oldest is None else min(oldest, st.next_offset)
             st.scored_through = max(st.scored_through, st.next_offset - 1)
@@ -429,9 +431,14 @@ class Daemon:
     def _save_alert_state(self, tp: TopicPartition, st: PartitionState) -> None:
         """Alert policy state of ``tp`` as of this commit, to partition ``tp.partition`` of the
         compacted state topic: acknowledged before the commit, read back by the next owner."""
-        value = orjson.dumps(
-            {"scored_through": st.scored_through, "alerts": st.policy.snapshot(), "smoothing": st.smoothing}
-        )
+        doc = {"scored_through": st.scored_through, "alerts": st.policy.snapshot(), "smoothing": st.smoothing}
+        value = orjson.dumps(doc)
+        if len(value) > MAX_STATE_BYTES and st.smoothing:
+            # per-key smoothing grows with the keys; alerts matter more, so they go alone
+            log.warning(
+                "%s[%d]: smoothing state too large to save; saving alerts only", tp.topic, tp.partition
+            )
+            value = orjson.dumps({**doc, "smoothing": {}})
         if len(value) > MAX_STATE_BYTES:
             # too many keys mid-alert to save in one record: the next owner starts this
             # partition's alert policy fresh rather than the daemon failing every flush

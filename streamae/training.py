@@ -120,12 +120,13 @@ def parity(model: Autoencoder, model_bytes: bytes, x: np.ndarray) -> float:
 
 def fit(
     frame: pd.DataFrame,
-    out_dir: Path,
+    out_dir: Path | str,
     cfg: TrainSettings,
     source: str = "history",
     progress: bool = True,
 ) -> TrainResult:
     """Train on a normal-only history frame (see ``readings.read_table``); write a bundle."""
+    out_dir = Path(out_dir)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: no CUDA device is available to PyTorch here")
     features = feature_columns(frame)

@@ -74,18 +74,18 @@ class WindowStore:
         held = [int(t.offsets[0]) for t in self._tails.values() if len(t.offsets)]
         return min(held) if held else None
 
-    def evict_idle(self) -> int:
+    def evict_idle(self) -> list[str]:
         """Forget keys with no reading for ``idle_ttl_s`` of event time, with their partial
-        windows; returns how many. A key that went quiet would otherwise hold its
+        windows; returns those keys. A key that went quiet would otherwise hold its
         partition's committed offset back forever. "Now" is the median of the keys' latest
         times, so one reading with a bogus far-future timestamp cannot evict everyone."""
         if not self.idle_ttl_s or not self._tails:
-            return 0
+            return []
         cutoff = float(np.median([t.last_ts for t in self._tails.values()])) - self.idle_ttl_s
         idle = [k for k, t in self._tails.items() if t.last_ts < cutoff]
         for key in idle:
             del self._tails[key]
-        return len(idle)
+        return idle
 
     def push(self, readings: Readings) -> Windows:
         """Add readings (stream order within each key) and return the windows they complete."""

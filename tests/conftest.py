@@ -28,12 +28,18 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> Path:
-    """A dense bundle trained on ``history`` (window 20, stride 1)."""
+    """A dense bundle trained on ``history`` (window 20, stride 1, POT threshold at 1e-4)."""
     from streamae.config import TrainSettings
     from streamae.training import fit
 
     out = tmp_path_factory.mktemp("bundle") / "dense"
-    fit(history, out, TrainSettings(window=WINDOW, epochs=25, seed=3), "history", progress=False)
+    fit(
+        history,
+        out,
+        TrainSettings(window=WINDOW, epochs=25, seed=3, threshold="pot", target_far=1e-4),
+        "history",
+        progress=False,
+    )
     return out
 
 

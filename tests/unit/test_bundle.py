@@ -13,7 +13,7 @@ def test_round_trip_keeps_manifest_and_model(bundle_dir):
     m = b.manifest
     assert m.variant == "dense" and m.window == 20 and m.stride == 1
     assert m.features == ["temperature", "pressure", "vibration", "flow", "power"]
-    assert m.threshold.method == "quantile" and m.threshold.value > 0
+    assert m.threshold.method == "pot" and m.threshold.value > 0
     assert m.checksum.startswith("sha256:")
     assert m.metrics["onnx_parity_max_abs_diff"] < 1e-4
     assert not list(bundle_dir.parent.glob(f".{bundle_dir.name}*"))  # no temp dirs left behind
@@ -97,3 +97,13 @@ def test_extreme_readings_score_high_not_nan(bundle_dir):
     s = scorer.score(x).scores
     assert np.isfinite(s).all()
     assert s[0] < scorer.threshold < s[1] and s[2] > scorer.threshold
+
+
+def test_a_bundle_of_another_format_asks_for_retraining(bundle_dir, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(bundle_dir, old)
+    raw = json.loads((old / "manifest.json").read_text())
+    raw["format_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=r"'format_version' is 1.*retrain"):
+        load_bundle(old)

@@ -86,11 +86,12 @@ def test_trained_bundle_scores_injected_outliers_higher(bundle_dir, history):
     assert (top[:, 0] == 1).all()  # the shifted sensor is named as the cause
 
 
-def test_threshold_is_the_calibration_quantile(bundle_dir):
+def test_fixture_threshold_is_the_pot_extrapolation(bundle_dir):
     m = load_bundle(bundle_dir).manifest
-    assert m.threshold.method == "quantile" and m.threshold.params == {"quantile": 0.995}
-    assert m.metrics["calibration_score_median"] < m.threshold.value
-    assert m.threshold.value <= m.metrics["calibration_score_max"]
+    t = m.threshold
+    assert t.method == "pot" and t.params["target_far"] == 1e-4
+    # extrapolated beyond every held-out normal score, from the tail above the 90 % quantile
+    assert t.params["initial"] < m.metrics["calibration_score_max"] < t.value
 
 
 def _calibration_scores(bundle_dir, history) -> np.ndarray:
@@ -148,6 +149,12 @@ def test_a_flat_history_gets_a_positive_threshold(history, tmp_path, variant):
     scorer = Scorer(load_bundle(m.bundle.path), ["CPUExecutionProvider"])
     bumped = flat.assign(flow=1.0 + (flat.index % 97 == 0))
     assert score_frame(bumped, scorer, "f")["is_anomaly"].any()
+
+
+def test_a_zero_code_is_refused_for_networks():
+    assert TrainSettings(variant="pca", code=0).code == 0
+    with pytest.raises(ValueError, match="pca only"):
+        TrainSettings(variant="dense", code=0)
 
 
 def test_pca_bce_is_refused():

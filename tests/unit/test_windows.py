@@ -88,15 +88,15 @@ def test_idle_keys_are_forgotten_and_stop_holding_the_offset_back():
     store.push(_at(["quiet"], [0.0], [0]))
     store.push(_at(["busy"] * 5 + ["other"], [10, 20, 30, 40, 100, 100], [1, 2, 3, 4, 5, 6]))
     assert store.oldest_offset() == 0
-    assert store.evict_idle() == 1  # quiet: last seen at 0; median latest time is 100
+    assert len(store.evict_idle()) == 1  # quiet: last seen at 0; median latest time is 100
     assert store.oldest_offset() == 4 and len(store) == 2
-    assert WindowStore(3, 1, 1).evict_idle() == 0  # ttl 0: never
+    assert WindowStore(3, 1, 1).evict_idle() == []  # ttl 0: never
 
 
 def test_one_bogus_future_timestamp_does_not_evict_everyone():
     store = WindowStore(3, 1, 1, idle_ttl_s=60)
     store.push(_at(["a", "b", "c"], [100, 100, 1e12], [0, 1, 2]))
-    assert store.evict_idle() == 0
+    assert store.evict_idle() == []
 
 
 def test_no_window_spans_a_silence_longer_than_the_ttl():
