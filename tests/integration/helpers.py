@@ -18,7 +18,9 @@ from streamae.scoring import Scorer
 
 
 def settings_for(bootstrap: str, topics: dict[str, str], **sections: Any) -> Settings:
-    kafka = {"bootstrap_servers": bootstrap, **topics}
+    # A member whose LeaveGroup is lost (seen under load: UnknownMemberId) holds the group
+    # until its session expires; the 45 s default would eat a test's whole read timeout.
+    kafka = {"bootstrap_servers": bootstrap, "session_timeout_ms": 10000, **topics}
     return Settings(
         kafka=kafka,
         batch={"max_wait_ms": 100, **sections.pop("batch", {})},
