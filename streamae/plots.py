@@ -87,7 +87,8 @@ def plot_training(history: Sequence[dict[str, float]], path: Path, title: str = 
     ax.plot(epochs, [h["val_loss"] for h in history], marker=".", label="validation reconstruction MSE")
     best = min(history, key=lambda h: h["val_loss"])
     ax.axvline(best["epoch"], color="grey", ls=":", lw=1, label=f"kept (epoch {best['epoch']})")
-    ax.set_yscale("log")
+    if all(h["train_loss"] > 0 and h["val_loss"] > 0 for h in history):  # a perfect fit has 0 loss
+        ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_title(title)
     ax.legend(fontsize=8)

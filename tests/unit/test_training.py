@@ -55,7 +55,7 @@ def test_penalties_add_to_the_reconstruction_loss():
         off = build_model(variant, 10, 2, **{knob: 0.0})
         on = build_model(variant, 10, 2, **{knob: 1.0})
         on.load_state_dict(off.state_dict())
-        assert float(on.training_loss(x, mse)) > float(off.training_loss(x, mse)) + 1e-6
+        assert float(on.training_loss(x, mse).detach()) > float(off.training_loss(x, mse).detach()) + 1e-6
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
