@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from streamae.config import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,3 +93,27 @@ def detection_args(doc: str, name: str, defaults: dict[str, object]) -> argparse
         p.error(f"--set expects FIELD=VALUE, got {bad}")
     args.settings = {**defaults, **dict(kv.split("=", 1) for kv in args.set)}
     return args
+
+
+def row_ratios(
+    train: pd.DataFrame, frame: pd.DataFrame, cfg: TrainSettings, out: Path, source: str
+) -> np.ndarray:
+    """Train a bundle on ``train`` (one benchmark worker: one thread, quiet), score every
+    window of ``frame`` and return score / threshold per row of ``frame``, by the window
+    ending at that row (0 where no window ends)."""
+    import torch
+
+    from streamae.bundle import load_bundle
+    from streamae.offline import score_frame
+    from streamae.scoring import Scorer
+    from streamae.training import fit
+
+    torch.set_num_threads(1)
+    logging.disable(logging.INFO)
+    fit(train, out, cfg, source=source, progress=False)
+    scorer = Scorer(load_bundle(out), ["CPUExecutionProvider"], intra_op_threads=1)
+    scores = score_frame(frame, scorer, source)
+    ratios = np.zeros(len(frame))
+    # offline offsets are row numbers of ``frame``
+    ratios[scores["source_offset_end"].to_numpy()] = (scores["score"] / scores["threshold"]).to_numpy()
+    return ratios

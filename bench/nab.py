@@ -17,7 +17,6 @@ same rule applies to every variant and was fixed before the variants were compar
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import SHARED, detection_args, write_section
+from common import SHARED, detection_args, row_ratios, write_section
 
 from streamae.config import TrainSettings
 from streamae.nab import PROFILES, Series, load_corpus, probation_rows, sweep_profiles
@@ -59,26 +58,12 @@ def record_highs(scores: np.ndarray, horizon: int = RECORD_ROWS) -> np.ndarray:
 
 def score_series(series: Series, cfg: TrainSettings, work: Path) -> np.ndarray:
     """Train on the probationary rows of one series, score every row after them."""
-    import torch
-
-    from streamae.bundle import load_bundle
-    from streamae.offline import score_frame
-    from streamae.scoring import Scorer
-    from streamae.training import fit
-
-    torch.set_num_threads(1)
-    logging.disable(logging.INFO)
     values = pd.read_csv(DATA / "data" / series.name)["value"].to_numpy(np.float64)
     # the model sees values only; row numbers as times sidestep NAB's repeated (DST) stamps
     frame = pd.DataFrame({"timestamp": np.arange(len(values), dtype=np.float64), "value": values})
-    probation = probation_rows(len(values))
     out = work / cfg.variant / series.name.replace("/", "__").removesuffix(".csv")
-    fit(frame.iloc[:probation], out, cfg, source=series.name, progress=False)
-    scorer = Scorer(load_bundle(out), ["CPUExecutionProvider"], intra_op_threads=1)
-    scores = score_frame(frame, scorer, series.name)
-    row_scores = np.zeros(len(values))
-    row_scores[scores["source_offset_end"].to_numpy()] = (scores["score"] / scores["threshold"]).to_numpy()
-    return record_highs(row_scores)
+    ratios = row_ratios(frame.iloc[: probation_rows(len(values))], frame, cfg, out, series.name)
+    return record_highs(ratios)
 
 
 def run_variant(cfg: TrainSettings, corpus: list[Series], work: Path, jobs: int) -> dict:

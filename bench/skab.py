@@ -11,7 +11,6 @@ scored rows of all files together, without point-adjust.
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import SHARED, detection_args, write_section
+from common import SHARED, detection_args, row_ratios, write_section
 
 from streamae.config import TrainSettings
 from streamae.evaluation import point_metrics, ranking_metrics
@@ -74,33 +73,16 @@ def read_file(path: Path) -> pd.DataFrame:
 
 def run_file(path: Path, cfg: TrainSettings, work: Path) -> FileResult:
     """Train on the first 400 rows of one file, score the rest."""
-    import torch
-
-    from streamae.bundle import load_bundle
-    from streamae.offline import score_frame
-    from streamae.scoring import Scorer
-    from streamae.training import fit
-
-    torch.set_num_threads(1)
-    logging.disable(logging.INFO)
     frame = read_file(path)
-    train = frame.iloc[:TRAIN_ROWS].drop(columns="label")
+    features = frame.drop(columns="label")
     out = work / cfg.variant / path.parent.name / path.stem
-    fit(train, out, cfg, source=str(path), progress=False)
-    scorer = Scorer(load_bundle(out), ["CPUExecutionProvider"], intra_op_threads=1)
-    scores = score_frame(frame.drop(columns="label"), scorer, path.name)
     # windows are stamped with their last reading: row i is scored by the window ending at it
-    row = pd.Series(np.arange(len(frame)), index=frame["timestamp"].to_numpy())
-    idx = row.loc[scores["timestamp"].to_numpy()].to_numpy()
-    keep = idx >= TRAIN_ROWS
-    idx, s = idx[keep], scores[keep]
-    if len(idx) != len(frame) - TRAIN_ROWS:
-        raise RuntimeError(f"{path}: {len(idx)} scored rows for {len(frame) - TRAIN_ROWS}")
+    ratios = row_ratios(features.iloc[:TRAIN_ROWS], features, cfg, out, str(path))[TRAIN_ROWS:]
     return FileResult(
         f"{path.parent.name}/{path.stem}",
-        frame["label"].to_numpy()[idx] > 0,
-        s["is_anomaly"].to_numpy(bool),
-        (s["score"] / s["threshold"]).to_numpy(),
+        frame["label"].to_numpy()[TRAIN_ROWS:] > 0,
+        ratios > 1.0,  # score > threshold
+        ratios,
     )
 
 

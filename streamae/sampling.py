@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from streamae.bundle import CODE_NAME, DECODER, OUTPUT_NAME, Bundle, BundleError
-from streamae.scoring import select_providers
+from streamae.scoring import run_chunked, select_providers
 
 DEFAULT_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, as `streamae simulate`
 BATCH = 4096
@@ -58,8 +58,11 @@ def sample_windows(
     session = decoder_session(bundle, providers)
     z = np.random.default_rng(seed).standard_normal((n, m.code_size)).astype(np.float32)
     shape = (m.window, len(m.features))
-    parts = [session.run([OUTPUT_NAME], {CODE_NAME: z[lo : lo + BATCH]})[0] for lo in range(0, n, BATCH)]
-    scaled = np.concatenate(parts) if parts else np.empty((0, *shape), dtype=np.float32)
+    scaled = (
+        run_chunked(session, [OUTPUT_NAME], CODE_NAME, z, BATCH)[0]
+        if n
+        else np.empty((0, *shape), np.float32)
+    )
     if scaled.shape[1:] != shape:
         raise BundleError(
             f"{bundle.path / DECODER}: output shape {scaled.shape[1:]} does not match manifest "

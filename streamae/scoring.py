@@ -38,6 +38,14 @@ def feature_errors(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
     return np.square(recon - x).mean(axis=1)
 
 
+def run_chunked(
+    session: ort.InferenceSession, outputs: list[str], input_name: str, x: np.ndarray, batch: int
+) -> list[np.ndarray]:
+    """The named ``outputs`` for ``x`` (non-empty), fed ``batch`` rows at a time, concatenated."""
+    parts = [session.run(outputs, {input_name: x[lo : lo + batch]}) for lo in range(0, len(x), batch)]
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
+
+
 def select_providers(requested: Sequence[str]) -> list[str]:
     """The requested providers this onnxruntime build has, in order; CPU always last."""
     available = set(ort.get_available_providers())
@@ -121,12 +129,9 @@ class Scorer:
 
     def encode(self, data: np.ndarray) -> np.ndarray:
         """Latent codes ``(m, code_size)`` of raw windows (for pictures of the latent space)."""
-        x = self.scale(data)
-        parts = [
-            self.session.run([CODE_NAME], {INPUT_NAME: x[lo : lo + self.max_batch]})[0]
-            for lo in range(0, len(x), self.max_batch)
-        ]
-        return np.concatenate(parts) if parts else np.empty((0, self.manifest.code_size), np.float32)
+        if not len(data):
+            return np.empty((0, self.manifest.code_size), np.float32)
+        return run_chunked(self.session, [CODE_NAME], INPUT_NAME, self.scale(data), self.max_batch)[0]
 
     def smooth(self, keys: np.ndarray, scores: np.ndarray, state: dict | None = None) -> np.ndarray:
         """Scores as compared with the threshold: EWMA per key when the bundle asks for it.

@@ -28,7 +28,7 @@ from streamae.calibration import calibrate, ewma
 from streamae.config import ConfigError, TrainSettings
 from streamae.models import Autoencoder, PCAReconstructor, build_model
 from streamae.readings import DataError, feature_columns, frame_to_readings
-from streamae.scoring import feature_errors
+from streamae.scoring import feature_errors, run_chunked
 from streamae.windows import Windows, WindowStore
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,8 @@ def export_decoder(model: Autoencoder, code_size: int) -> bytes:
 def onnx_reconstruct(model_bytes: bytes, x: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Reconstruction and code of windows ``x`` (already scaled) by an exported graph."""
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    parts = [
-        session.run([OUTPUT_NAME, CODE_NAME], {INPUT_NAME: x[i : i + batch]}) for i in range(0, len(x), batch)
-    ]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    recon, code = run_chunked(session, [OUTPUT_NAME, CODE_NAME], INPUT_NAME, x, batch)
+    return recon, code
 
 
 def torch_reconstruct(model: Autoencoder, x: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
