@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from streamae.config import TrainSettings
+from streamae.core.config import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,16 +38,16 @@ def best_rate(fn: Callable[[], int], repeats: int = 5) -> float:
 
 def train_bundle(out: Path, window: int = 30) -> Path:
     """A dense bundle on three days of simulated normal history (cached in ``out``)."""
-    from streamae.bundle import BundleError, load_bundle
+    from streamae.core.bundle import BundleError, load_bundle
 
     try:
         load_bundle(out)
         return out
     except BundleError:  # absent, or cached by an older streamae
         pass
-    from streamae.config import TrainSettings
-    from streamae.simulate import DAY_S, simulate
-    from streamae.training import fit
+    from streamae.core.config import TrainSettings
+    from streamae.demo.simulate import DAY_S, simulate
+    from streamae.training.fit import fit
 
     hist = simulate(entities=4, duration_s=3 * DAY_S, anomalies_per_entity=0, seed=1)
     fit(
@@ -79,7 +79,7 @@ def write_section(name: str, markdown: str) -> None:
 
 def detection_args(doc: str, name: str, defaults: dict[str, object]) -> argparse.Namespace:
     """Command line of a detection benchmark; ``args.settings`` = ``defaults`` + ``--set`` pairs."""
-    from streamae.config import VARIANTS
+    from streamae.core.config import VARIANTS
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -103,10 +103,10 @@ def row_ratios(
     ending at that row (0 where no window ends)."""
     import torch
 
-    from streamae.bundle import load_bundle
-    from streamae.offline import score_frame
-    from streamae.scoring import Scorer
-    from streamae.training import fit
+    from streamae.core.bundle import load_bundle
+    from streamae.core.offline import score_frame
+    from streamae.core.scoring import Scorer
+    from streamae.training.fit import fit
 
     torch.set_num_threads(1)
     logging.disable(logging.INFO)

@@ -9,8 +9,8 @@ import numpy as np
 from common import Result, best_rate
 from kafka.consumer.fetcher import ConsumerRecord
 
-from streamae.decode import ReadingDecoder
-from streamae.simulate import SENSORS, simulate, to_messages
+from streamae.demo.simulate import SENSORS, simulate, to_messages
+from streamae.serving.decode import ReadingDecoder
 
 N = 100_000
 

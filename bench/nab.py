@@ -1,4 +1,4 @@
-"""Numenta Anomaly Benchmark: streamae as a NAB detector, scored by ``streamae.nab``.
+"""Numenta Anomaly Benchmark: streamae as a NAB detector, scored by ``streamae.evaluation.nab``.
 
 Each of the 58 series gets its own model, trained on its probationary period (the first
 min(15 %, 750) rows, which NAB never scores); every later row is then scored by the window
@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 from common import SHARED, detection_args, row_ratios, write_section
 
-from streamae.config import TrainSettings
-from streamae.nab import PROFILES, Series, load_corpus, probation_rows, sweep_profiles
+from streamae.core.config import TrainSettings
+from streamae.evaluation.nab import PROFILES, Series, load_corpus, probation_rows, sweep_profiles
 
 DATA = SHARED / "datasets" / "nab"
 # NAB scoreboard (standard, reward low FP, reward low FN) as ../shared/README.md quotes it
@@ -109,7 +109,7 @@ def report(rows: list[dict], seconds: float, settings: dict, n_series: int) -> s
         f"{pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M} UTC.",
         "",
         f"Protocol: {n_series} series, one model each on its probationary rows, the rest streamed; scored "
-        "with `streamae.nab` (NAB 1.1 rules: windows, scaled sigmoid, profiles, one threshold per "
+        "with `streamae.evaluation.nab` (NAB 1.1 rules: windows, scaled sigmoid, profiles, one threshold per "
         "profile swept over the corpus, normalised to null 0 / perfect 100). A row is reported "
         f"when its score/threshold breaks the record of the previous {RECORD_ROWS} rows.",
         "",

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from common import ROOT, Result, train_bundle
 
-from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer, publish
-from streamae.bundle import load_bundle
-from streamae.config import Settings
-from streamae.daemon import Daemon
-from streamae.scoring import Scorer
-from streamae.simulate import simulate, to_messages
+from streamae.core.bundle import load_bundle
+from streamae.core.config import Settings
+from streamae.core.scoring import Scorer
+from streamae.demo.simulate import simulate, to_messages
+from streamae.serving.kafka_python import ensure_daemon_topics, follow, make_consumer, make_producer, publish
+from streamae.serving.loop import Daemon
 
 PORT = 19392
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from common import Result, best_rate, train_bundle
 
-from streamae.bundle import load_bundle
-from streamae.scoring import Scorer
+from streamae.core.bundle import load_bundle
+from streamae.core.scoring import Scorer
 
 
 def run() -> list[Result]:

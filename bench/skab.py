@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from common import SHARED, detection_args, row_ratios, write_section
 
-from streamae.config import TrainSettings
-from streamae.evaluation import point_metrics, ranking_metrics
+from streamae.core.config import TrainSettings
+from streamae.evaluation.metrics import point_metrics, ranking_metrics
 
 DATA = SHARED / "datasets" / "skab"
 TRAIN_ROWS = 400

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streamae.simulate import DAY_S, simulate
+from streamae.demo.simulate import DAY_S, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_767_225_600.0
@@ -29,8 +29,8 @@ def history() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> Path:
     """A dense bundle trained on ``history`` (window 20, stride 1, POT threshold at 1e-4)."""
-    from streamae.config import TrainSettings
-    from streamae.training import fit
+    from streamae.core.config import TrainSettings
+    from streamae.training.fit import fit
 
     out = tmp_path_factory.mktemp("bundle") / "dense"
     fit(
@@ -46,8 +46,8 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) 
 @pytest.fixture(scope="session")
 def variant_bundles(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> dict:
     """``TrainResult`` of a small bundle of every variant (window 10, 3 epochs)."""
-    from streamae.config import VARIANTS, TrainSettings
-    from streamae.training import fit
+    from streamae.core.config import VARIANTS, TrainSettings
+    from streamae.training.fit import fit
 
     root = tmp_path_factory.mktemp("variants")
     return {

@@ -10,11 +10,11 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer
-from streamae.bundle import load_bundle
-from streamae.config import KafkaSettings, Settings
-from streamae.daemon import Daemon
-from streamae.scoring import Scorer
+from streamae.core.bundle import load_bundle
+from streamae.core.config import KafkaSettings, Settings
+from streamae.core.scoring import Scorer
+from streamae.serving.kafka_python import ensure_daemon_topics, follow, make_consumer, make_producer
+from streamae.serving.loop import Daemon
 
 
 def settings_for(bootstrap: str, topics: dict[str, str], **sections: Any) -> Settings:

@@ -11,15 +11,16 @@ import pytest
 from helpers import DaemonThread, committed, read_topic, settings_for, wait_until
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streamae import daemon as daemon_module
-from streamae.broker import DeliveryError, client_configs, daemon_topics, ensure_topics, publish
-from streamae.bundle import load_bundle
-from streamae.config import VARIANTS, ConfigError, TrainSettings
-from streamae.messages import DeadLetter, ScoreMessage
-from streamae.offline import score_frame
-from streamae.scoring import Scorer
-from streamae.simulate import to_messages
-from streamae.training import fit
+from streamae.serving import loop as daemon_module
+from streamae.core.bundle import load_bundle
+from streamae.core.config import VARIANTS, ConfigError, TrainSettings
+from streamae.core.messages import DeadLetter, ScoreMessage
+from streamae.core.offline import score_frame
+from streamae.core.scoring import Scorer
+from streamae.demo.simulate import to_messages
+from streamae.serving.errors import DeliveryError
+from streamae.serving.kafka_python import client_configs, daemon_topics, ensure_topics, publish
+from streamae.training.fit import fit
 
 pytestmark = pytest.mark.kafka
 

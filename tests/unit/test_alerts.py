@@ -1,6 +1,6 @@
 import pytest
 
-from streamae.alerts import AlertPolicy
+from streamae.core.alerts import AlertPolicy
 
 
 def scores(key, flags, t0=0.0, hot=5.0):

@@ -4,8 +4,8 @@ import shutil
 import numpy as np
 import pytest
 
-from streamae.bundle import BundleError, load_bundle
-from streamae.scoring import Scorer
+from streamae.core.bundle import BundleError, load_bundle
+from streamae.core.scoring import Scorer
 
 
 def test_round_trip_keeps_manifest_and_model(bundle_dir):

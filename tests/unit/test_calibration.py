@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from streamae.calibration import METHODS, calibrate, ewma
+from streamae.core.smoothing import ewma
+from streamae.training.calibration import METHODS, calibrate
 
 
 def test_quantile_is_the_empirical_quantile():

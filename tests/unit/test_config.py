@@ -1,6 +1,6 @@
 import pytest
 
-from streamae.config import ConfigError, load_settings
+from streamae.core.config import ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +73,8 @@ def test_mapping_fields_take_nested_keys(monkeypatch):
 def test_threshold_methods_and_variants_agree_with_their_implementations():
     from typing import get_args
 
-    from streamae.calibration import METHODS
-    from streamae.config import ThresholdMethod, TrainSettings
+    from streamae.core.config import ThresholdMethod, TrainSettings
+    from streamae.training.calibration import METHODS
 
     assert tuple(get_args(ThresholdMethod)) == METHODS
     with pytest.raises(ValueError, match="variant"):

@@ -5,8 +5,8 @@ import pytest
 from kafka.consumer.fetcher import ConsumerRecord
 from pydantic import ValidationError
 
-from streamae.decode import ReadingDecoder, parse_timestamp
-from streamae.messages import ReadingMessage
+from streamae.core.messages import ReadingMessage
+from streamae.serving.decode import ReadingDecoder, parse_timestamp
 
 FEATURES = ["a", "b"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamae.config import load_settings
+from streamae.core.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

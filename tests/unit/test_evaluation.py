@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from streamae.evaluation import (
+from streamae.evaluation.metrics import (
     evaluate,
     event_metrics,
     events,

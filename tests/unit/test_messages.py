@@ -6,12 +6,12 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
-from streamae.alerts import AlertPolicy
-from streamae.bundle import load_bundle
-from streamae.messages import SCHEMAS, AlertEvent, ScoreMessage, json_schema
-from streamae.readings import frame_to_readings
-from streamae.scoring import Scorer
-from streamae.windows import WindowStore
+from streamae.core.alerts import AlertPolicy
+from streamae.core.bundle import load_bundle
+from streamae.core.messages import SCHEMAS, AlertEvent, ScoreMessage, json_schema
+from streamae.core.readings import frame_to_readings
+from streamae.core.scoring import Scorer
+from streamae.core.windows import WindowStore
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamae.nab import (
+from streamae.evaluation.nab import (
     PROFILES,
     CostMatrix,
     Series,

@@ -1,6 +1,6 @@
-from streamae.bundle import load_bundle
-from streamae.offline import SCORE_COLUMNS, score_frame
-from streamae.scoring import Scorer
+from streamae.core.bundle import load_bundle
+from streamae.core.offline import SCORE_COLUMNS, score_frame
+from streamae.core.scoring import Scorer
 
 
 def test_one_row_per_window_stamped_with_the_last_reading(bundle_dir, history):

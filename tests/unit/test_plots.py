@@ -1,6 +1,6 @@
 import pandas as pd
 
-from streamae.plots import label_spans, plot_scores
+from streamae.evaluation.plots import label_spans, plot_scores
 
 
 def test_label_spans_are_runs_per_key():

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamae.readings import DataError, feature_columns, frame_to_readings, read_table
+from streamae.core.readings import DataError, feature_columns, frame_to_readings, read_table
 
 
 def test_csv_with_iso_timestamps_and_no_key(tmp_path):

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamae.bundle import load_bundle
 from streamae.cli import main
-from streamae.config import AlertSettings, TrainSettings
-from streamae.report import evaluate_frame, format_table, latent_points
-from streamae.scoring import Scorer
+from streamae.core.bundle import load_bundle
+from streamae.core.config import AlertSettings, TrainSettings
+from streamae.core.scoring import Scorer
+from streamae.evaluation.report import evaluate_frame, format_table, latent_points
 
 WINDOW = 20  # bundle_dir's window
 
@@ -35,7 +35,7 @@ def stream_csv(stream: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def code2_bundle(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny dense bundle whose code is two-dimensional."""
-    from streamae.training import fit
+    from streamae.training.fit import fit
 
     out = tmp_path_factory.mktemp("code2") / "dense2"
     fit(history, out, TrainSettings(window=10, epochs=2, code=2), progress=False)
@@ -143,7 +143,7 @@ def test_inspect_with_unlabelled_data(code2_bundle, history, tmp_path, capsys):
 def test_latent_points_pca_for_wide_codes(bundle_dir, stream):
     scorer = Scorer(load_bundle(bundle_dir))
     assert scorer.manifest.code_size == 8
-    from streamae.report import _score_windows
+    from streamae.evaluation.report import _score_windows
 
     windows, scores = _score_windows(stream, scorer, "s")
     points, xlabel, ylabel = latent_points(scorer.encode(windows.data), scores)

@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamae.bundle import BundleError, load_bundle
 from streamae.cli import main
-from streamae.config import TrainSettings
-from streamae.sampling import sample_windows, samples_frame
+from streamae.core.bundle import BundleError, load_bundle
+from streamae.core.config import TrainSettings
+from streamae.training.sampling import sample_windows, samples_frame
 
 VAE_WINDOW = 10
 
 
 @pytest.fixture(scope="module")
 def vae_dir(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from streamae.training import fit
+    from streamae.training.fit import fit
 
     out = tmp_path_factory.mktemp("vae") / "vae"
     fit(history, out, TrainSettings(variant="variational", window=VAE_WINDOW, epochs=3), progress=False)

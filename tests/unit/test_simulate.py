@@ -1,6 +1,6 @@
 import numpy as np
 
-from streamae.simulate import KINDS, SENSORS, simulate
+from streamae.demo.simulate import KINDS, SENSORS, simulate
 
 
 def test_labels_match_injected_anomalies_and_all_kinds_appear():

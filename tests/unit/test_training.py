@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from streamae.bundle import DECODER, load_bundle
-from streamae.calibration import calibrate
-from streamae.config import VARIANTS, TrainSettings
-from streamae.models import PCAReconstructor, build_model
-from streamae.offline import score_frame
-from streamae.readings import DataError
-from streamae.scoring import Scorer
-from streamae.training import TRAINING_PLOT, export_onnx, fit, onnx_reconstruct, torch_reconstruct
+from streamae.core.bundle import DECODER, load_bundle
+from streamae.core.config import VARIANTS, TrainSettings
+from streamae.core.offline import score_frame
+from streamae.core.readings import DataError
+from streamae.core.scoring import Scorer
+from streamae.training.calibration import calibrate
+from streamae.training.fit import TRAINING_PLOT, export_onnx, fit, onnx_reconstruct, torch_reconstruct
+from streamae.training.models import PCAReconstructor, build_model
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -202,7 +202,7 @@ def test_labelled_rows_in_history_are_kept_out_of_training(history, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_device_without_gpu_is_a_clear_error(history, tmp_path):
-    from streamae.config import ConfigError
+    from streamae.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="no CUDA device"):
         fit(history, tmp_path / "x", TrainSettings(device="cuda"), progress=False)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from streamae.readings import Readings
-from streamae.windows import WindowStore
+from streamae.core.readings import Readings
+from streamae.core.windows import WindowStore
 
 
 def _readings(keys, values, offsets=None) -> Readings:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from streamae.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError
-from streamae.calibration import ewma
-from streamae.windows import Windows
+from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError, load_bundle
+from streamae.core.config import Settings
+from streamae.core.smoothing import ewma
+from streamae.core.windows import Windows
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,13 @@ class Scorer:
         missing = [p for p in providers if p not in in_use]
         if missing and "CUDAExecutionProvider" in missing:
             log.info("CUDAExecutionProvider unavailable here (no GPU or CUDA runtime); using CPU")
+
+    @classmethod
+    def load(cls, path: Path | str, settings: Settings) -> Scorer:
+        """The scorer of the bundle at ``path`` as ``settings`` configure it (providers,
+        threads, batch): the one way every command builds it."""
+        m = settings.model
+        return cls(load_bundle(path), m.providers, m.intra_op_threads, settings.batch.max_windows)
 
     @property
     def threshold(self) -> float:

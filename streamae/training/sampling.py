@@ -14,8 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 
-from streamae.bundle import CODE_NAME, DECODER, OUTPUT_NAME, Bundle, BundleError
-from streamae.scoring import run_chunked, select_providers
+from streamae.core.bundle import CODE_NAME, DECODER, OUTPUT_NAME, Bundle, BundleError
+from streamae.core.scoring import run_chunked, select_providers
 
 DEFAULT_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, as `streamae simulate`
 BATCH = 4096

@@ -18,15 +18,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamae.alerts import AlertPolicy
-from streamae.bundle import Manifest, load_bundle
-from streamae.config import AlertSettings, Settings, load_settings
-from streamae.evaluation import evaluate
-from streamae.offline import score_frame
-from streamae.plots import label_spans, plot_latent, plot_score_histogram, plot_scores, plot_training
-from streamae.readings import DataError, frame_to_readings, read_table
-from streamae.scoring import Scorer
-from streamae.windows import Windows, WindowStore
+from streamae.core.alerts import AlertPolicy
+from streamae.core.bundle import Manifest, load_bundle
+from streamae.core.config import AlertSettings, Settings, load_settings
+from streamae.core.offline import score_frame
+from streamae.core.readings import DataError, frame_to_readings, read_table
+from streamae.core.scoring import Scorer
+from streamae.core.windows import Windows, WindowStore
+from streamae.evaluation.metrics import evaluate
+from streamae.evaluation.plots import (
+    label_spans,
+    plot_latent,
+    plot_score_histogram,
+    plot_scores,
+    plot_training,
+)
 
 REPORT_JSON = "report.json"
 #: Ranking metrics judge the model's own error, before any EWMA smoothing of the detector.
@@ -252,18 +258,9 @@ def evaluate_file(
     settings = settings or load_settings()
     frame = read_table(data_path)
     _labels(frame, str(data_path), required=True)  # fail before loading the model
-    scorer = _scorer(bundle_path, settings)
+    scorer = Scorer.load(bundle_path, settings)
     report = evaluate_frame(frame, scorer, settings.alerts, str(data_path), str(bundle_path), top_k)
     return write_report(report, out_dir)
-
-
-def _scorer(bundle_path: Path, settings: Settings) -> Scorer:
-    return Scorer(
-        load_bundle(bundle_path),
-        settings.model.providers,
-        settings.model.intra_op_threads,
-        settings.batch.max_windows,
-    )
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -419,7 +416,7 @@ def inspect_bundle(
         return Inspection(str(bundle_path), describe_manifest(m, bundle_path), plots, notes)
 
     settings = settings or load_settings()
-    scorer = _scorer(bundle_path, settings)
+    scorer = Scorer.load(bundle_path, settings)
     frame = read_table(data_path)
     source = str(data_path)
     row_labels = _labels(frame, source, required=False)

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from streamae.readings import Readings
+from streamae.core.readings import Readings
 
 
 class RecordLike(Protocol):

@@ -13,7 +13,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
-from streamae.config import KafkaSettings
+from streamae.core.config import KafkaSettings
+from streamae.serving.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,6 @@ def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
         max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
         **overrides,
     )
-
-
-class DeliveryError(RuntimeError):
-    """The broker did not acknowledge an output; offsets stay uncommitted."""
-
-
-class BrokerUnavailable(RuntimeError):
-    """No Kafka broker answered at the configured bootstrap servers."""
 
 
 def wait_for_broker(s: KafkaSettings, timeout_s: float = 30.0) -> None:

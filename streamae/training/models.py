@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
-from streamae.config import VARIANTS
+from streamae.core.config import VARIANTS
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

@@ -10,9 +10,9 @@ import json
 
 import pandas as pd
 
-from streamae.readings import frame_to_readings
-from streamae.scoring import Scorer
-from streamae.windows import WindowStore
+from streamae.core.readings import frame_to_readings
+from streamae.core.scoring import Scorer
+from streamae.core.windows import WindowStore
 
 SCORE_COLUMNS = [
     "timestamp",

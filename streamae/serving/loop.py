@@ -23,13 +23,14 @@ from kafka.errors import CommitFailedError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
-from streamae import metrics
-from streamae.alerts import AlertPolicy
-from streamae.broker import DeliveryError, client_configs, read_last
-from streamae.config import ConfigError, Settings
-from streamae.decode import ReadingDecoder, RecordLike, Rejected
-from streamae.scoring import ScoreBatch, Scorer
-from streamae.windows import Windows, WindowStore
+from streamae.serving import metrics
+from streamae.core.alerts import AlertPolicy
+from streamae.core.config import ConfigError, Settings
+from streamae.core.scoring import ScoreBatch, Scorer
+from streamae.core.windows import Windows, WindowStore
+from streamae.serving.decode import ReadingDecoder, RecordLike, Rejected
+from streamae.serving.errors import DeliveryError
+from streamae.serving.kafka_python import client_configs, read_last
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from streamae.readings import Readings
+from streamae.core.readings import Readings
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ class AlertSettings(_Section):
         return ratios
 
 
-# the autoencoder family (streamae.models builds them; kept here so settings need no torch)
+# the autoencoder family (streamae.training.models builds them; kept here so settings need no torch)
 Variant = Literal["dense", "denoising", "sparse", "contractive", "variational", "conv", "lstm", "pca"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
 ThresholdMethod = Literal["quantile", "sigma", "pot"]

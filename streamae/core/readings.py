@@ -52,13 +52,43 @@ def read_table(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    frame = _read_parquet(path) if _is_parquet(path) else pd.read_csv(path)
     if "timestamp" not in frame.columns:
         raise DataError(f"{path}: no 'timestamp' column (columns: {list(frame.columns)})")
     frame["timestamp"] = to_epoch_seconds(frame["timestamp"], path)
     if "key" in frame.columns:
         frame["key"] = frame["key"].astype(str)
     return frame
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as Parquet (``.parquet``/``.pq``) or CSV, creating the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if _is_parquet(path):
+        _need_parquet(path)
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _need_parquet(path: Path) -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise DataError(
+            f"{path}: Parquet needs pyarrow: pip install 'streamae[train]' (or use a .csv file)"
+        ) from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    _need_parquet(path)
+    return pd.read_parquet(path)
 
 
 def to_epoch_seconds(column: pd.Series, path: Path | str = "") -> np.ndarray:

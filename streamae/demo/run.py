@@ -12,14 +12,13 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from streamae.broker import ensure_daemon_topics, follow, make_consumer, make_producer, publish
-from streamae.bundle import load_bundle
-from streamae.config import Settings, TrainSettings
-from streamae.daemon import Daemon, DaemonStats
-from streamae.plots import plot_scores
-from streamae.scoring import Scorer
-from streamae.simulate import DAY_S, Anomaly, simulate, to_messages
-from streamae.training import fit
+from streamae.core.config import Settings, TrainSettings
+from streamae.core.scoring import Scorer
+from streamae.demo.simulate import DAY_S, Anomaly, simulate, to_messages
+from streamae.evaluation.plots import plot_scores
+from streamae.serving.kafka_python import ensure_daemon_topics, follow, make_consumer, make_producer, publish
+from streamae.serving.loop import Daemon, DaemonStats
+from streamae.training.fit import fit
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -114,9 +113,7 @@ def run_demo(
     ensure_daemon_topics(k)
 
     say(f"[3/5] starting the daemon on {k.bootstrap_servers}, topic {k.input_topic}")
-    scorer = Scorer(
-        load_bundle(workdir / "bundle"), settings.model.providers, max_batch=settings.batch.max_windows
-    )
+    scorer = Scorer.load(workdir / "bundle", settings)
     daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))
     thread = threading.Thread(target=daemon.run, name="streamae-daemon", daemon=True)
     thread.start()

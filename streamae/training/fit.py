@@ -23,13 +23,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from streamae import __version__
-from streamae.bundle import CODE_NAME, DECODER, INPUT_NAME, OUTPUT_NAME, Bundle, write_bundle
-from streamae.calibration import calibrate, ewma
-from streamae.config import ConfigError, TrainSettings
-from streamae.models import Autoencoder, PCAReconstructor, build_model
-from streamae.readings import DataError, feature_columns, frame_to_readings
-from streamae.scoring import feature_errors, run_chunked
-from streamae.windows import Windows, WindowStore
+from streamae.core.bundle import CODE_NAME, DECODER, INPUT_NAME, OUTPUT_NAME, Bundle, write_bundle
+from streamae.core.config import ConfigError, TrainSettings
+from streamae.core.readings import DataError, feature_columns, frame_to_readings
+from streamae.core.scoring import feature_errors, run_chunked
+from streamae.core.smoothing import ewma
+from streamae.core.windows import Windows, WindowStore
+from streamae.training.calibration import calibrate
+from streamae.training.models import Autoencoder, PCAReconstructor, build_model
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def fit(
         "versions": {"streamae": __version__, "torch": torch.__version__, "onnxruntime": ort.__version__},
     }
     bundle = write_bundle(out_dir, model_bytes, fields, extras=extras)
-    from streamae.plots import plot_training
+    from streamae.evaluation.plots import plot_training
 
     plot_training(history, out_dir / TRAINING_PLOT, f"{cfg.variant} on {Path(source).name}")
     log.info("bundle written to %s (threshold %.4g by %s)", out_dir, cal["value"], cal["method"])

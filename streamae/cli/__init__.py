@@ -1,0 +1,55 @@
+"""``streamae`` command line: one module per command, each with ``register`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from streamae import __version__
+from streamae.cli import config, demo, evaluate, inspect, sample, schema, score, serve, simulate, train
+from streamae.core.bundle import BundleError
+from streamae.core.config import ConfigError
+from streamae.core.readings import DataError
+from streamae.serving.errors import BrokerUnavailable, DeliveryError
+
+COMMANDS = (train, score, evaluate, inspect, sample, serve, simulate, demo, schema, config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="streamae",
+        description="Streaming anomaly detection with ONNX autoencoders on Kafka. Settings come "
+        "from STREAMAE_* environment variables (nested with __) and .env; see `streamae config`.",
+    )
+    p.add_argument("--version", action="version", version=f"streamae {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kafka-python logs transient reconnects as warnings; its errors still show.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    try:
+        return int(args.func(args))
+    except (ConfigError, BundleError, DataError) as exc:
+        print(f"streamae: error: {exc}", file=sys.stderr)
+        return 2
+    except (BrokerUnavailable, DeliveryError) as exc:
+        # DeliveryError: outputs were not acknowledged, so their offsets were not committed;
+        # a restart resumes from the last commit.
+        print(f"streamae: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""``streamae serve``: the Kafka scoring daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+
+from streamae.cli.common import Subparsers, settings
+from streamae.core.config import ConfigError
+
+log = logging.getLogger("streamae")
+
+
+def register(sub: Subparsers) -> None:
+    v = sub.add_parser(
+        "serve",
+        help="run the Kafka scoring daemon",
+        description="Consume readings, score windows, publish scores and alerts; "
+        "commits offsets only after outputs are acknowledged. SIGTERM/SIGINT drain "
+        "and exit 0.",
+    )
+    v.add_argument("--bundle", type=Path, help="model bundle (else STREAMAE_MODEL__BUNDLE)")
+    v.add_argument("--bootstrap", help="Kafka bootstrap servers (else STREAMAE_KAFKA__BOOTSTRAP_SERVERS)")
+    v.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="create missing input, output and dead-letter topics, and the compacted alert-state "
+        "topic (STREAMAE_KAFKA__STATE_TOPIC) with as many partitions as the input",
+    )
+    v.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from streamae.core.scoring import Scorer
+    from streamae.serving.kafka_python import (
+        ensure_daemon_topics,
+        make_consumer,
+        make_producer,
+        wait_for_broker,
+    )
+    from streamae.serving.loop import Daemon
+
+    overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
+    s = settings(args, **overrides)
+    if s.model.bundle is None:
+        raise ConfigError(
+            "invalid configuration:\n  STREAMAE_MODEL__BUNDLE: a bundle is required (or pass --bundle)"
+        )
+    scorer = Scorer.load(s.model.bundle, s)
+    k = s.kafka
+    wait_for_broker(k)
+    if args.create_topics:
+        ensure_daemon_topics(k)
+    if s.metrics_port:
+        start_http_server(s.metrics_port)
+    daemon = Daemon(s, scorer, make_consumer(k), make_producer(k))
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        daemon.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "serving %s from %s (group %s) with %s", s.model.bundle, k.input_topic, k.group_id, scorer.providers
+    )
+    daemon.run()
+    return 0

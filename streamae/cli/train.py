@@ -1,0 +1,69 @@
+"""``streamae train``: fit an autoencoder on normal history and write a model bundle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from streamae.cli.common import Subparsers
+from streamae.core.config import TrainSettings, load_settings
+
+
+def register(sub: Subparsers) -> None:
+    t = sub.add_parser(
+        "train",
+        help="fit an autoencoder on normal history; write a model bundle",
+        description="Fit an autoencoder on normal-only history (CSV or Parquet: a "
+        "'timestamp' column, an optional 'key' column, numeric feature columns; a "
+        "'label' column is never a feature), calibrate the threshold on held-out "
+        "windows, export ONNX and write BUNDLE_DIR (model.onnx + manifest.json).",
+    )
+    t.add_argument("history", type=Path, help="normal-only history, .csv or .parquet")
+    t.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE_DIR")
+    add_train_flags(t)
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamae.core.readings import read_table
+    from streamae.training.fit import TRAINING_PLOT, fit
+
+    cfg = train_settings(args)
+    frame = read_table(args.history)
+    result = fit(frame, args.output, cfg, source=str(args.history), progress=not args.quiet)
+    m = result.bundle.manifest
+    t = m.threshold
+    print(
+        f"bundle {args.output}: {m.variant}, {len(m.features)} features {m.features}, "
+        f"window {m.window}, stride {m.stride}, threshold {t.value:.6g} ({t.method} "
+        f"{', '.join(f'{k}={v:.4g}' for k, v in t.params.items())}), "
+        f"onnx parity {m.metrics['onnx_parity_max_abs_diff']:.1e}, "
+        f"training curve {args.output / TRAINING_PLOT}"
+    )
+    return 0
+
+
+def add_train_flags(t: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~streamae.core.config.TrainSettings` field (``--batch-size`` for
+    ``batch_size``); an unset flag keeps the configured value (``STREAMAE_TRAIN__*``)."""
+    for name, field in TrainSettings.model_fields.items():
+        ann = field.annotation
+        kind: dict[str, Any] = {"choices": get_args(ann)} if get_origin(ann) is Literal else {}
+        if not kind:
+            kind["type"] = int if ann in (int, int | None) else float if ann is float else str
+        default = "the variant's" if field.default is None else field.default
+        t.add_argument(
+            "--" + name.replace("_", "-"),
+            default=argparse.SUPPRESS,
+            help=f"{field.description or name.replace('_', ' ')} (default: {default})".replace("%", "%%"),
+            **kind,
+        )
+
+
+def train_settings(args: argparse.Namespace) -> TrainSettings:
+    """Configured training settings with the given flags on top; errors name the flag."""
+    flags = {name: getattr(args, name) for name in TrainSettings.model_fields if hasattr(args, name)}
+    names = {("train", name): "--" + name.replace("_", "-") for name in flags}
+    return load_settings(names, train=flags).train

@@ -1,0 +1,80 @@
+"""Import contracts: the package boundaries that keep serving small and torch-free.
+
+Every ``import`` statement of the package is read from source (including imports inside
+functions), so a lazy import cannot slip past; the serving path is also imported in a
+fresh interpreter to prove that neither torch nor the training stack comes along.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "streamae"
+
+# package -> sub-packages of streamae it may import (itself always allowed)
+ALLOWED = {
+    "core": set(),
+    "serving": {"core"},
+    "training": {"core", "evaluation"},  # evaluation: plots of the training curve
+    "evaluation": {"core"},
+    "demo": {"core", "serving", "training", "evaluation"},
+    "cli": {"core", "serving", "training", "evaluation", "demo"},
+}
+# third-party modules a package must never import
+FORBIDDEN = {
+    "core": {"torch", "kafka", "confluent_kafka", "matplotlib", "sklearn"},
+    "serving": {"torch", "matplotlib", "sklearn", "pandas"},
+    "evaluation": {"torch", "kafka", "confluent_kafka"},
+}
+# the only serving modules that may import a Kafka client library
+TRANSPORTS = {"kafka_python.py", "confluent.py"}
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _modules() -> list[tuple[str, Path]]:
+    return [
+        (path.relative_to(PACKAGE).parts[0], path)
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if len(path.relative_to(PACKAGE).parts) > 1
+    ]
+
+
+def test_every_module_lives_in_a_known_package():
+    assert {pkg for pkg, _ in _modules()} <= set(ALLOWED)
+    top = {p.name for p in PACKAGE.glob("*.py")}
+    assert top == {"__init__.py", "__main__.py"}, f"modules outside a sub-package: {top}"
+
+
+@pytest.mark.parametrize(("package", "path"), _modules(), ids=lambda v: str(v).split("streamae/")[-1])
+def test_module_respects_its_package_boundary(package: str, path: Path):
+    for name in _imports(path):
+        parts = name.split(".")
+        if parts[0] == "streamae" and len(parts) > 1 and parts[1] in ALLOWED:
+            assert parts[1] == package or parts[1] in ALLOWED[package], f"{path.name} imports {name}"
+        assert parts[0] not in FORBIDDEN.get(package, set()), f"{path.name} imports {name}"
+        if package == "serving" and parts[0] in ("kafka", "confluent_kafka"):
+            assert path.name in TRANSPORTS, f"{path.name} imports {name}: only a transport module may"
+
+
+def test_serving_path_imports_no_training_stack():
+    code = (
+        "import sys, streamae.cli.serve, streamae.serving.loop, streamae.serving.kafka_python; "
+        "bad = [m for m in ('torch', 'streamae.training', 'streamae.evaluation', 'sklearn') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
