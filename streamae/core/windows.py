@@ -1,8 +1,17 @@
-"""Per-key sliding windows over a stream of readings.
+"""Per-key sliding windows over a stream of readings, held in preallocated arrays.
 
 A key emits a window each time it has ``window`` readings and ``stride`` new ones since
-its previous window. Only the last ``window - 1`` readings of each key are kept, so the
-oldest kept offset tells the daemon where a restart must replay from to lose no window.
+its previous window. Only the last ``window - 1`` readings of each key are kept, in one
+slot of preallocated arrays (a key → slot map finds it), so a batch costs the same whether
+the partition has 20 keys or 100,000: each step is a numpy operation over the batch, not a
+Python loop over keys. The oldest kept offset tells the daemon where a restart must replay
+from to lose no window.
+
+A reading more than ``idle_ttl_s`` of event time after its key's previous reading starts
+the key afresh (no window spans a silence), and an idle key is forgotten. Either way the
+readings of the abandoned partial window that no window covered are not dropped silently:
+they come back from :meth:`WindowStore.drain_discarded` with the reason, for the caller
+to dead-letter.
 """
 
 from __future__ import annotations
@@ -10,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+import pandas as pd
 
 from streamae.core.readings import Readings
+
+_INITIAL_SLOTS = 64
 
 
 @dataclass(frozen=True)
@@ -44,13 +55,23 @@ class Windows:
         )
 
 
-@dataclass
-class _KeyTail:
-    values: np.ndarray  # (<= window - 1, F)
-    ts: np.ndarray
-    offsets: np.ndarray
-    seen: int  # readings of this key so far: fixes the stride phase
-    last_ts: float = float("-inf")
+@dataclass(frozen=True)
+class Discarded:
+    """Readings no window will cover (their key fell silent or was forgotten before their
+    window completed), with one reason per reading."""
+
+    readings: Readings
+    reasons: list[str]
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+
+def _group_ranks(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For groups of ``sizes``: the group of each element and its rank within the group."""
+    group = np.repeat(np.arange(len(sizes)), sizes)
+    starts = np.cumsum(sizes) - sizes
+    return group, np.arange(int(sizes.sum())) - starts[group]
 
 
 class WindowStore:
@@ -63,87 +84,213 @@ class WindowStore:
         self.stride = stride
         self.n_features = n_features
         self.idle_ttl_s = idle_ttl_s  # 0: keep partial windows forever
-        self._tails: dict[str, _KeyTail] = {}
+        self._slot_of: dict[str, int] = {}
+        self._free: list[int] = []
+        self._discarded: list[Discarded] = []
+        depth = max(window - 1, 1)
+        self._values = np.zeros((0, depth, n_features), np.float32)
+        self._ts = np.zeros((0, depth), np.float64)
+        self._offsets = np.zeros((0, depth), np.int64)
+        self._held = np.zeros(0, np.int64)  # readings held (<= window - 1)
+        self._seen = np.zeros(0, np.int64)  # readings since the key (re)started: the stride phase
+        self._last_ts = np.zeros(0, np.float64)  # event time of the key's latest reading
+        self._key = np.zeros(0, object)
+        self._grow(_INITIAL_SLOTS)
 
     def __len__(self) -> int:
         """Number of keys with state."""
-        return len(self._tails)
+        return len(self._slot_of)
+
+    def _grow(self, slots: int) -> None:
+        have = len(self._held)
+
+        def more(a: np.ndarray, fill: object) -> np.ndarray:
+            return np.concatenate([a, np.full((slots - have, *a.shape[1:]), fill, a.dtype)])
+
+        self._values, self._ts, self._offsets = (
+            more(self._values, 0),
+            more(self._ts, 0),
+            more(self._offsets, 0),
+        )
+        self._held, self._seen = more(self._held, 0), more(self._seen, 0)
+        self._last_ts, self._key = more(self._last_ts, -np.inf), more(self._key, None)
+        self._free.extend(range(slots - 1, have - 1, -1))
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        """The slot of each (distinct) key, allocating slots for new keys."""
+        found = list(map(self._slot_of.get, keys.tolist()))
+        new = [k for k, s in zip(keys.tolist(), found) if s is None]
+        if new:
+            if len(new) > len(self._free):
+                self._grow(max(2 * len(self._held), len(self._held) + len(new)))
+            for key in new:
+                self._slot_of[key] = slot = self._free.pop()
+                self._key[slot] = key
+            found = list(map(self._slot_of.get, keys.tolist()))
+        return np.array(found, dtype=np.int64)
 
     def oldest_offset(self) -> int | None:
         """Smallest offset still held for a future window, or None when nothing is held."""
-        held = [int(t.offsets[0]) for t in self._tails.values() if len(t.offsets)]
-        return min(held) if held else None
+        held = self._held > 0
+        return int(self._offsets[held, 0].min()) if held.any() else None
+
+    def drain_discarded(self) -> list[Discarded]:
+        """Readings abandoned since the last call (see :class:`Discarded`)."""
+        out, self._discarded = self._discarded, []
+        return out
 
     def evict_idle(self) -> list[str]:
         """Forget keys with no reading for ``idle_ttl_s`` of event time, with their partial
-        windows; returns those keys. A key that went quiet would otherwise hold its
-        partition's committed offset back forever. "Now" is the median of the keys' latest
-        times, so one reading with a bogus far-future timestamp cannot evict everyone."""
-        if not self.idle_ttl_s or not self._tails:
+        windows (see :meth:`drain_discarded`); returns those keys. A key that went quiet would
+        otherwise hold its partition's committed offset back forever. "Now" is the median of
+        the keys' latest times, so one bogus far-future timestamp cannot evict everyone."""
+        if not self.idle_ttl_s or not self._slot_of:
             return []
-        cutoff = float(np.median([t.last_ts for t in self._tails.values()])) - self.idle_ttl_s
-        idle = [k for k, t in self._tails.items() if t.last_ts < cutoff]
-        for key in idle:
-            del self._tails[key]
-        return idle
+        live = np.fromiter(self._slot_of.values(), np.int64, len(self._slot_of))
+        now = float(np.median(self._last_ts[live]))
+        idle = live[self._last_ts[live] < now - self.idle_ttl_s]
+        if not len(idle):
+            return []
+        reason = f"its key sent nothing for more than {self.idle_ttl_s:g} s of event time and was forgotten"
+        self._abandon(idle, [reason] * len(idle))
+        keys = self._key[idle].tolist()
+        for key in keys:
+            del self._slot_of[key]
+        self._free.extend(idle.tolist())
+        self._key[idle] = None
+        self._last_ts[idle] = -np.inf
+        return keys
+
+    def _uncovered(self, seen: np.ndarray, length: np.ndarray) -> np.ndarray:
+        """How many of the last ``length`` of ``seen`` readings no window has covered."""
+        w, s = self.window, self.stride
+        last_end = np.where(seen >= w, w + (seen - w) // s * s, 0)
+        return seen - np.maximum(last_end, seen - length)
+
+    def _abandon(self, slots: np.ndarray, reasons: list[str]) -> None:
+        """Drop what ``slots`` hold; keep their never-covered readings as discarded."""
+        u = self._uncovered(self._seen[slots], self._held[slots])
+        if u.any():
+            group, rank = _group_ranks(u)
+            sl, col = slots[group], (self._held[slots] - u)[group] + rank
+            reason = [reasons[g] for g in group.tolist()]
+            self._discard(
+                self._key[sl], self._ts[sl, col], self._values[sl, col], self._offsets[sl, col], reason
+            )
+        self._held[slots] = 0
+        self._seen[slots] = 0
+
+    def _discard(
+        self, keys: np.ndarray, ts: np.ndarray, values: np.ndarray, offsets: np.ndarray, reasons: list[str]
+    ) -> None:
+        order = np.argsort(offsets, kind="stable")
+        readings = Readings(keys[order], ts[order], values[order], offsets[order], "", 0)
+        self._discarded.append(Discarded(readings, [reasons[i] for i in order.tolist()]))
+
+    def _silence(self, seconds: float) -> str:
+        return (
+            f"its key then sent nothing for {seconds:.6g} s of event time (more than "
+            f"STREAMAE_WINDOWS__IDLE_TTL_S={self.idle_ttl_s:g}), so its window never completed"
+        )
 
     def push(self, readings: Readings) -> Windows:
-        """Add readings (stream order within each key) and return the windows they complete."""
-        w, s = self.window, self.stride
+        """Add readings (stream order within each key) and return the windows they complete,
+        in the stream order of their last reading."""
         if len(readings) == 0:
             return self._empty(readings)
-        uniq, inverse = np.unique(readings.keys, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]
-        parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        for key, rows in zip(uniq, np.split(order, bounds)):
-            tail = self._tails.get(key)
-            if (
-                tail is not None
-                and self.idle_ttl_s
-                and (readings.ts[rows[0]] - tail.last_ts > self.idle_ttl_s)
-            ):
-                tail = None  # back after a long silence: no window spans the gap
-            if tail is None:
-                empty_f = np.empty((0, self.n_features), dtype=np.float32)
-                tail = _KeyTail(empty_f, np.empty(0), np.empty(0, dtype=np.int64), 0)
-                self._tails[key] = tail
-            values = np.concatenate([tail.values, readings.values[rows]])
-            ts = np.concatenate([tail.ts, readings.ts[rows]])
-            offsets = np.concatenate([tail.offsets, readings.offsets[rows]])
-            before = tail.seen - len(tail.values)  # readings of this key dropped earlier
-            seen = tail.seen + len(rows)
-            # counts c (1-based, over the key's whole history) at which a window ends
-            first_c = max(w, tail.seen + 1)
-            first_c += (-(first_c - w)) % s
-            ends = np.arange(first_c, seen + 1, s) - before - 1  # positions in `values`
-            if len(ends):
-                starts = ends - (w - 1)
-                view = sliding_window_view(values, w, axis=0)  # (L - w + 1, F, w)
-                parts.append(
-                    (
-                        key,
-                        view[starts].transpose(0, 2, 1),
-                        ts[starts],
-                        ts[ends],
-                        np.stack([offsets[starts], offsets[ends]]),
-                    )
-                )
-            keep = max(0, len(values) - (w - 1))  # first row still needed by a future window
-            tail.values, tail.ts, tail.offsets = values[keep:], ts[keep:], offsets[keep:]
-            tail.seen = seen
-            tail.last_ts = max(tail.last_ts, float(ts[-1]))
-        if not parts:
-            return self._empty(readings)
-        counts = [len(p[2]) for p in parts]
-        offs = np.concatenate([p[4] for p in parts], axis=1)
+        codes, uniques = pd.factorize(readings.keys)
+        order = np.argsort(codes, kind="stable")  # grouped by key, stream order kept in each
+        slot = self._slots(np.asarray(uniques, dtype=object))[codes[order]]
+        ts = readings.ts[order]
+        first = np.ones(len(slot), bool)
+        first[1:] = slot[1:] != slot[:-1]
+        prev = np.empty_like(ts)
+        prev[1:] = ts[:-1]
+        prev[first] = self._last_ts[slot[first]]
+        gap = ts - prev > self.idle_ttl_s if self.idle_ttl_s else np.zeros(len(ts), bool)
+        reasons = [self._silence(d) for d in (ts - prev)[gap].tolist()]
+        reason_at = np.cumsum(gap) - 1  # a gap reading's index in `reasons`
+        restart = first & gap  # what the slot holds ended at a silence before this batch
+        if restart.any():
+            self._abandon(slot[restart], [reasons[i] for i in reason_at[restart].tolist()])
+
+        # segments: runs of one key's readings without a silence inside; a key's first
+        # segment continues what its slot holds
+        starts = np.flatnonzero(first | gap)
+        seg = slot[starts]
+        cont = first[starts] & ~gap[starts]
+        held = np.where(cont, self._held[seg], 0)
+        seen0 = np.where(cont, self._seen[seg], 0)
+        new = np.diff(np.append(starts, len(slot)))
+        length = held + new
+        base = np.cumsum(length) - length
+        seen = seen0 + new
+
+        # one run of rows per segment: the readings it held, then the new ones
+        n_rows = int(length.sum())
+        values = np.empty((n_rows, self.n_features), np.float32)
+        rts = np.empty(n_rows, np.float64)
+        roffs = np.empty(n_rows, np.int64)
+        g, k = _group_ranks(held)
+        rows = base[g] + k
+        values[rows], rts[rows], roffs[rows] = (
+            self._values[seg[g], k],
+            self._ts[seg[g], k],
+            self._offsets[seg[g], k],
+        )
+        g, k = _group_ranks(new)
+        rows = base[g] + held[g] + k
+        values[rows], rts[rows], roffs[rows] = readings.values[order], ts, readings.offsets[order]
+        place = np.empty(n_rows, np.int64)  # a new row's position in the batch
+        place[rows] = order
+
+        # segments cut short by a silence later in this batch lose their never-covered rows
+        cut = np.append(seg[1:] == seg[:-1], False)
+        u = self._uncovered(seen[cut], length[cut]) if cut.any() else cut[:0]
+        if u.any():
+            g, k = _group_ranks(u)
+            rows = (base[cut] + length[cut] - u)[g] + k
+            why = reason_at[starts[1:][cut[:-1]]]
+            self._discard(
+                self._key[seg[cut][g]],
+                rts[rows],
+                values[rows],
+                roffs[rows],
+                [reasons[i] for i in why[g].tolist()],
+            )
+
+        # the last segment of each key is what its slot holds from now on
+        last = ~cut
+        keep = np.minimum(length[last], self.window - 1)
+        g, k = _group_ranks(keep)
+        rows = (base[last] + length[last] - keep)[g] + k
+        dst = seg[last]
+        self._values[dst[g], k], self._ts[dst[g], k], self._offsets[dst[g], k] = (
+            values[rows],
+            rts[rows],
+            roffs[rows],
+        )
+        self._held[dst], self._seen[dst] = keep, seen[last]
+        final = np.append(first[1:], True)  # each key's last reading in the batch
+        self._last_ts[slot[final]] = ts[final]
+
+        # windows end at counts w, w + stride, ... of each segment's readings
+        w, s = self.window, self.stride
+        first_end = np.maximum(w, seen0 + 1)
+        first_end += (w - first_end) % s
+        n_ends = np.where(first_end <= seen, (seen - first_end) // s + 1, 0)
+        g, k = _group_ranks(n_ends)
+        end_row = base[g] + held[g] + (first_end[g] + s * k - seen0[g]) - 1
+        by_stream = np.argsort(place[end_row], kind="stable")
+        end_row, g = end_row[by_stream], g[by_stream]
+        start_row = end_row - (w - 1)
         return Windows(
-            keys=np.repeat(np.array([p[0] for p in parts], dtype=object), counts),
-            start_ts=np.concatenate([p[2] for p in parts]),
-            end_ts=np.concatenate([p[3] for p in parts]),
-            first_offset=offs[0],
-            last_offset=offs[1],
-            data=np.ascontiguousarray(np.concatenate([p[1] for p in parts]), dtype=np.float32),
+            keys=self._key[seg[g]],
+            start_ts=rts[start_row],
+            end_ts=rts[end_row],
+            first_offset=roffs[start_row],
+            last_offset=roffs[end_row],
+            data=values[start_row[:, None] + np.arange(w)],
             topic=readings.topic,
             partition=readings.partition,
         )

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -60,11 +61,37 @@ def parse_timestamp(ts: Any) -> float:
     return value
 
 
-class ReadingDecoder:
-    """Decodes reading messages for a fixed, ordered feature list (the bundle's)."""
+#: Longest entity key accepted: a key travels in every score and alert of its windows, so an
+#: unbounded one would make every output of that key too large for the broker.
+MAX_KEY_CHARS = 256
+#: How far ahead of this host's clock an event time may be; further is a broken clock or a unit
+#: error (ms for s), and would otherwise look like a long silence to the key's windows.
+MAX_FUTURE_S = 86_400.0
+#: Rows converted one by one at most; larger runs are split so one odd record does not
+#: send its whole batch down the slow path.
+_SLOW_RUN = 8
 
-    def __init__(self, features: Sequence[str]) -> None:
+
+class ReadingDecoder:
+    """Decodes reading messages for a fixed, ordered feature list (the bundle's).
+
+    Each reading is judged on its own (never by what else is in its batch): a JSON object
+    with a string ``key`` (or a record key) of at most ``max_key_chars`` characters, a
+    number or ISO 8601 ``ts`` no more than ``max_future_s`` ahead of ``clock()`` and not
+    before 1970, and a finite number (not a boolean) for every feature.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str],
+        max_key_chars: int = MAX_KEY_CHARS,
+        max_future_s: float = MAX_FUTURE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.features = tuple(features)
+        self.max_key_chars = max_key_chars
+        self.max_future_s = max_future_s
+        self.clock = clock
         getter = operator.itemgetter(*self.features)
         # itemgetter of one name returns a bare value; keep rows as tuples either way
         self._row = getter if len(self.features) > 1 else (lambda v: (getter(v),))
@@ -79,7 +106,6 @@ class ReadingDecoder:
         offsets: list[int] = []
         origins: list[tuple[RecordLike, int | None]] = []
         rejected: list[Rejected] = []
-        row_of = self._row
         for rec in records:
             try:
                 doc = orjson.loads(rec.value) if rec.value is not None else None
@@ -90,20 +116,12 @@ class ReadingDecoder:
             if many and not items:
                 rejected.append(_reject(rec, "empty list: no readings"))
                 continue
+            # booleans are JSON's, not numbers, but numpy reads them as 0/1: records that may
+            # hold one (a C-speed byte search) have their values checked one by one
+            maybe_bool = rec.value is not None and (b"true" in rec.value or b"false" in rec.value)
             for i, item in enumerate(items):
                 try:
-                    if type(item) is not dict:
-                        raise TypeError(f"a reading must be a JSON object, got {type(item).__name__}")
-                    values = item["values"]
-                    if type(values) is not dict:
-                        raise TypeError(f"'values' must be an object of numbers, got {type(values).__name__}")
-                    row = row_of(values)
-                    stamp = item["ts"]
-                    if stamp is True or stamp is False:  # numpy would read it as 0/1
-                        raise TypeError("timestamp must be a number or an ISO 8601 string, not a boolean")
-                    key = item.get("key")
-                    if type(key) is not str:
-                        key = self._fallback_key(key, rec)
+                    key, stamp, row = self._reading(item, rec, maybe_bool)
                 except KeyError as exc:
                     rejected.append(_reject(rec, f"missing field {exc}", i if many else None))
                     continue
@@ -119,7 +137,7 @@ class ReadingDecoder:
         if not rows:
             return Readings.empty(len(self.features), topic, partition), rejected
         values, bad = self._to_matrix(rows)
-        ts, bad_ts = _to_timestamps(stamps)
+        ts, bad_ts = self._to_timestamps(stamps)
         bad.update((r, reason) for r, reason in bad_ts.items() if r not in bad)
         good = np.ones(len(rows), dtype=bool)
         for r, reason in sorted(bad.items()):
@@ -136,6 +154,28 @@ class ReadingDecoder:
         )
         return readings, rejected
 
+    def _reading(self, item: Any, rec: RecordLike, maybe_bool: bool) -> tuple[str, Any, tuple[Any, ...]]:
+        """Key, raw timestamp and raw feature values of one reading; raises on a bad one."""
+        if type(item) is not dict:
+            raise TypeError(f"a reading must be a JSON object, got {type(item).__name__}")
+        values = item["values"]
+        if type(values) is not dict:
+            raise TypeError(f"'values' must be an object of numbers, got {type(values).__name__}")
+        row = self._row(values)
+        if maybe_bool:
+            for f, v in zip(self.features, row):
+                if v is True or v is False:
+                    raise TypeError(f"value of '{f}' is a boolean, not a number")
+        stamp = item["ts"]
+        if stamp is True or stamp is False:
+            raise TypeError("timestamp must be a number or an ISO 8601 string, not a boolean")
+        key = item.get("key")
+        if type(key) is not str:
+            key = self._fallback_key(key, rec)
+        if len(key) > self.max_key_chars:
+            raise ValueError(f"key is {len(key)} characters long; the limit is {self.max_key_chars}")
+        return key, stamp, row
+
     @staticmethod
     def _fallback_key(key: Any, rec: RecordLike) -> str:
         if key is not None:
@@ -145,48 +185,91 @@ class ReadingDecoder:
         return rec.key.decode("utf-8", "replace")
 
     def _to_matrix(self, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, dict[int, str]]:
-        """One vectorised conversion; per-row checks only when the batch holds a bad value."""
-        bad: dict[int, str] = {}
-        try:
-            # dtype inference is the vectorised type check: any string, null or nested
-            # value turns the whole array into a non-numeric kind.
-            matrix = np.array(rows)
-            if matrix.dtype.kind not in "fiu" or matrix.ndim != 2:
-                raise TypeError
-            with np.errstate(over="ignore"):
-                matrix = matrix.astype(np.float32)
-        except (TypeError, ValueError):
-            matrix = np.zeros((len(rows), len(self.features)), dtype=np.float32)
-            for r, row in enumerate(rows):
-                for f, v in zip(self.features, row):
-                    if type(v) not in (int, float):
-                        bad[r] = f"value of '{f}' is not a number: {v!r}"
-                        break
-                else:
-                    matrix[r] = row
+        """Values ``(n, F)`` as float32, and the rows that are not all finite numbers."""
+        matrix = np.zeros((len(rows), len(self.features)), dtype=np.float32)
+        bad = _convert(rows, matrix, _numeric_rows, self._row_values)
         for r in np.flatnonzero(~np.isfinite(matrix).all(axis=1)).tolist():
             if r not in bad:
                 f = self.features[int(np.flatnonzero(~np.isfinite(matrix[r]))[0])]
                 bad[r] = f"value of '{f}' is not finite (or overflows float32)"
         return matrix, bad
 
+    def _row_values(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        for f, v in zip(self.features, row):
+            if type(v) not in (int, float):
+                raise TypeError(f"value of '{f}' is not a number: {v!r}")
+        return row
 
-def _to_timestamps(stamps: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
-    """Epoch seconds for every stamp: one conversion when all are numbers, else one by one."""
+    def _to_timestamps(self, stamps: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
+        """Epoch seconds for every stamp, and the stamps that are unreadable or out of range."""
+        out = np.zeros(len(stamps), dtype=np.float64)
+        bad = _convert(stamps, out, _numeric_stamps, parse_timestamp)
+        latest = self.clock() + self.max_future_s
+        for r in np.flatnonzero((out > latest) | (out < 0)).tolist():
+            if r not in bad:
+                bad[r] = (
+                    f"timestamp {out[r]:.10g} is before 1970"
+                    if out[r] < 0
+                    else f"timestamp {out[r]:.10g} is more than {self.max_future_s:g} s ahead of "
+                    "this host's clock"
+                )
+        return out, bad
+
+
+def _numeric_rows(rows: list[Any]) -> np.ndarray | None:
+    # dtype inference is the vectorised type check: any string, null or nested value
+    # turns the whole array into a non-numeric kind
+    try:
+        matrix = np.array(rows)
+    except (TypeError, ValueError):
+        return None
+    if matrix.dtype.kind not in "fiu" or matrix.ndim != 2:
+        return None
+    with np.errstate(over="ignore"):
+        return matrix.astype(np.float32)
+
+
+def _numeric_stamps(stamps: list[Any]) -> np.ndarray | None:
     try:
         arr = np.array(stamps)
-        if arr.dtype.kind in "fiu" and arr.ndim == 1 and np.isfinite(arr).all():
-            return arr.astype(np.float64), {}
-    except (ValueError, TypeError):
-        pass  # ragged values: sorted out one by one below
-    out = np.zeros(len(stamps), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
+        return None
+    return arr.astype(np.float64)
+
+
+def _convert(
+    items: list[Any],
+    out: np.ndarray,
+    fast: Callable[[list[Any]], np.ndarray | None],
+    slow: Callable[[Any], Any],
+) -> dict[int, str]:
+    """Fill ``out`` from ``items``: ``fast`` converts a run at once (None: the run holds an
+    odd item); a run that fails is halved until it is short, then ``slow`` takes each item
+    (raising ValueError/TypeError for a bad one). Returns the reasons of the bad items.
+
+    So a batch with a few odd items still converts in a few vectorised calls, and each
+    item's fate depends on that item alone.
+    """
     bad: dict[int, str] = {}
-    for r, stamp in enumerate(stamps):
-        try:
-            out[r] = parse_timestamp(stamp)
-        except (ValueError, TypeError) as exc:
-            bad[r] = str(exc)
-    return out, bad
+    todo = [(0, len(items))]
+    while todo:
+        lo, hi = todo.pop()
+        converted = fast(items[lo:hi])
+        if converted is not None:
+            out[lo:hi] = converted
+        elif hi - lo > _SLOW_RUN:
+            mid = (lo + hi) // 2
+            todo += [(mid, hi), (lo, mid)]
+        else:
+            for r in range(lo, hi):
+                try:
+                    with np.errstate(over="ignore"):
+                        out[r] = slow(items[r])
+                except (TypeError, ValueError, OverflowError) as exc:
+                    bad[r] = str(exc)
+    return bad
 
 
 def _reject(rec: RecordLike, reason: str, index: int | None = None) -> Rejected:
