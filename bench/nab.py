@@ -6,10 +6,16 @@ ending at it, in order, as a stream. A row's NAB score is its window score divid
 bundle's calibrated threshold (0 before the first full window), so one corpus-wide threshold
 per profile, swept as NAB does, means the same multiple of each series' own threshold.
 
-NAB counts only the first detection in a label window and charges every other one, so the
-detector reports a row only when its score breaks the record of the previous ``RECORD_ROWS``
-rows (other rows score 0): the onset of an excursion fires, the rest of it stays quiet. The
-same rule applies to every variant and was fixed before the variants were compared.
+NAB credits only the earliest detection inside a label window, weighted by a scaled sigmoid
+of its position (the full ``A_tp`` at the window's first row, little at its last); later
+detections in the same window neither add nor cost anything. A detection outside every window
+is a false positive costing the profile's ``A_fp`` weight: in full before the first window,
+scaled by the sigmoid of its distance after one (cheap just past the window's end, the full
+weight far from it). An excursion that keeps firing is charged for every row it fires outside
+a window, so the detector reports a row only when its score breaks the record of the previous
+``RECORD_ROWS`` rows (other rows score 0): the onset of an excursion fires, the rest of it
+stays quiet. The same rule applies to every variant and was fixed before the variants were
+compared.
 
     .venv/bin/python bench/nab.py                  # every variant, writes docs/benchmarks.md
     .venv/bin/python bench/nab.py --variants conv --no-write

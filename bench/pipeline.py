@@ -15,7 +15,8 @@ from streamae.core.bundle import load_bundle
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
 from streamae.demo.simulate import simulate, to_messages
-from streamae.serving.kafka_python import ensure_daemon_topics, follow, make_consumer, make_producer, publish
+from streamae.serving.backends import open_transport
+from streamae.serving.kafka_admin import ensure_daemon_topics, follow, publish
 from streamae.serving.loop import Daemon
 
 PORT = 19392
@@ -56,7 +57,7 @@ def _measure(bootstrap: str) -> list[Result]:
         publish(s.kafka, to_messages(frame, per_message))  # backlog first: measure the daemon
         expected = int(sum(n - 29 for n in frame.groupby("key").size()))
         scorer = Scorer(load_bundle(bundle), ["CPUExecutionProvider"], intra_op_threads=1)
-        daemon = Daemon(s, scorer, make_consumer(s.kafka), make_producer(s.kafka))
+        daemon = Daemon(s, scorer, open_transport(s))
         t = time.perf_counter()
         thread = threading.Thread(target=daemon.run)
         thread.start()

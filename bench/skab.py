@@ -113,7 +113,8 @@ def main() -> int:
         r = run_variant(TrainSettings(variant=v, **settings), args.work, args.jobs)
         pm = r["point"]
         print(
-            f"{v:12s} F1 {pm['f1']:.3f}  FAR {pm['far']:6.2f} %  MAR {pm['mar']:6.2f} %  "
+            f"{v:12s} F1 {pm['f1']:.3f}  FAR {pm['false_alarm_rate_pct']:6.2f} %  "
+            f"MAR {pm['missed_alarm_rate_pct']:6.2f} %  "
             f"ROC-AUC {r['ranking']['roc_auc']:.3f}  ({r['seconds']:.0f} s)",
             flush=True,
         )
@@ -144,7 +145,8 @@ def report(rows: list[dict], seconds: float, settings: dict) -> str:
     for r in sorted(rows, key=lambda r: -r["point"]["f1"]):
         pm = r["point"]
         lines.append(
-            f"| streamae {r['variant']} | {pm['f1']:.2f} | {pm['far']:.2f} | {pm['mar']:.2f} | "
+            f"| streamae {r['variant']} | {pm['f1']:.2f} | {pm['false_alarm_rate_pct']:.2f} | "
+            f"{pm['missed_alarm_rate_pct']:.2f} | "
             f"{r['ranking']['roc_auc']:.3f} | measured |"
         )
     for name, (f1, far, mar) in LEADERBOARD.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from local_kafka import start_broker
 
 from streamae.demo.simulate import DAY_S, simulate
 
@@ -74,17 +74,6 @@ def make_stream():
     return make
 
 
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s2:  # the controller listens on port + 1
-            if s2.connect_ex(("127.0.0.1", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node KRaft broker from deploy/kafka.sh (or STREAMAE_TEST_BOOTSTRAP)."""
@@ -92,10 +81,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    port = _free_port()
-    data = tmp_path_factory.mktemp("kafka")
     script = ROOT / "deploy" / "kafka.sh"
-    subprocess.run(["bash", str(script), "start", str(port), str(data)], check=True, timeout=300)
+    port, data = start_broker(script, lambda: tmp_path_factory.mktemp("kafka"))
     try:
         yield f"127.0.0.1:{port}"
     finally:

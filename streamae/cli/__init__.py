@@ -8,13 +8,25 @@ import sys
 from collections.abc import Sequence
 
 from streamae import __version__
-from streamae.cli import config, demo, evaluate, inspect, sample, schema, score, serve, simulate, train
+from streamae.cli import (
+    calibrate,
+    config,
+    demo,
+    evaluate,
+    inspect,
+    sample,
+    schema,
+    score,
+    serve,
+    simulate,
+    train,
+)
 from streamae.core.bundle import BundleError
 from streamae.core.config import ConfigError
 from streamae.core.readings import DataError
 from streamae.serving.errors import BrokerUnavailable, DeliveryError
 
-COMMANDS = (train, score, evaluate, inspect, sample, serve, simulate, demo, schema, config)
+COMMANDS = (train, calibrate, score, evaluate, inspect, sample, serve, simulate, demo, schema, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamae.evaluation.report import inspect_bundle
+    from streamae.evaluation.inspect import inspect_bundle
 
     found = inspect_bundle(args.bundle, args.data, args.output)
     print(found.text)

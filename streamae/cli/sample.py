@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     write_table(frame, args.output)
     m = bundle.manifest
     print(
-        f"{len(frame)} readings ({args.n} sampled windows of {m.window}, {len(m.features)} features) → {args.output}"
+        f"{len(frame)} readings ({args.n} sampled windows of {m.window}, "
+        f"{len(m.features)} features) → {args.output}"
     )
     return 0

@@ -6,11 +6,17 @@ import argparse
 import logging
 import signal
 from pathlib import Path
+from types import FrameType
 
 from streamae.cli.common import Subparsers, settings
 from streamae.core.config import ConfigError
 
 log = logging.getLogger("streamae")
+
+
+class _StopBeforeServing(BaseException):
+    """A signal arrived during start-up (bundle load, broker wait): leave without serving.
+    A BaseException, so no ``except Exception`` on the way up can swallow it."""
 
 
 def register(sub: Subparsers) -> None:
@@ -36,35 +42,39 @@ def run(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from streamae.core.scoring import Scorer
-    from streamae.serving.kafka_python import (
-        ensure_daemon_topics,
-        make_consumer,
-        make_producer,
-        wait_for_broker,
-    )
+    from streamae.serving.backends import open_transport
+    from streamae.serving.kafka_admin import ensure_daemon_topics, wait_for_broker
     from streamae.serving.loop import Daemon
 
-    overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
-    s = settings(args, **overrides)
-    if s.model.bundle is None:
-        raise ConfigError(
-            "invalid configuration:\n  STREAMAE_MODEL__BUNDLE: a bundle is required (or pass --bundle)"
-        )
-    scorer = Scorer.load(s.model.bundle, s)
-    k = s.kafka
-    wait_for_broker(k)
-    if args.create_topics:
-        ensure_daemon_topics(k)
-    if s.metrics_port:
-        start_http_server(s.metrics_port)
-    daemon = Daemon(s, scorer, make_consumer(k), make_producer(k))
+    daemon: Daemon | None = None
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: draining", signal.Signals(signum).name)
+        if daemon is None:
+            raise _StopBeforeServing
         daemon.stop()
 
+    # before the slow start-up, so that a SIGTERM there ends it cleanly too
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
+        s = settings(args, **overrides)
+        if s.model.bundle is None:
+            raise ConfigError(
+                "invalid configuration:\n  STREAMAE_MODEL__BUNDLE: a bundle is required (or pass --bundle)"
+            )
+        scorer = Scorer.load(s.model.bundle, s)
+        k = s.kafka
+        wait_for_broker(k)
+        if args.create_topics:
+            ensure_daemon_topics(k)
+        if s.metrics_port:
+            start_http_server(s.metrics_port)
+        daemon = Daemon(s, scorer, open_transport(s))
+    except _StopBeforeServing:
+        log.info("stopped during start-up")
+        return 0
     log.info(
         "serving %s from %s (group %s) with %s", s.model.bundle, k.input_topic, k.group_id, scorer.providers
     )

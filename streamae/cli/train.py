@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -45,15 +46,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_train_flags(t: argparse.ArgumentParser) -> None:
+def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = None, keeps: str = "") -> None:
     """One flag per :class:`~streamae.core.config.TrainSettings` field (``--batch-size`` for
-    ``batch_size``); an unset flag keeps the configured value (``STREAMAE_TRAIN__*``)."""
+    ``batch_size``), or per field in ``names``; an unset flag keeps the configured value
+    (``STREAMAE_TRAIN__*``), or what ``keeps`` says (``{default}``: the configured default)."""
     for name, field in TrainSettings.model_fields.items():
+        if names is not None and name not in names:
+            continue
         ann = field.annotation
         kind: dict[str, Any] = {"choices": get_args(ann)} if get_origin(ann) is Literal else {}
         if not kind:
             kind["type"] = int if ann in (int, int | None) else float if ann is float else str
         default = "the variant's" if field.default is None else field.default
+        default = keeps.format(default=default) if keeps else default
         t.add_argument(
             "--" + name.replace("_", "-"),
             default=argparse.SUPPRESS,
@@ -62,8 +67,9 @@ def add_train_flags(t: argparse.ArgumentParser) -> None:
         )
 
 
-def train_settings(args: argparse.Namespace) -> TrainSettings:
-    """Configured training settings with the given flags on top; errors name the flag."""
+def train_settings(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainSettings:
+    """Configured training settings with ``base`` and then the given flags on top; errors
+    name the flag."""
     flags = {name: getattr(args, name) for name in TrainSettings.model_fields if hasattr(args, name)}
-    names = {("train", name): "--" + name.replace("_", "-") for name in flags}
-    return load_settings(names, train=flags).train
+    names: dict[tuple[str, ...], str] = {("train", name): "--" + name.replace("_", "-") for name in flags}
+    return load_settings(names, train={**(base or {}), **flags}).train

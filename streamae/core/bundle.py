@@ -13,13 +13,13 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST = "manifest.json"
 MODEL = "model.onnx"
-FORMAT_VERSION = 2  # 2: threshold calibration record, code output, extras
+FORMAT_VERSION: Final = 2  # 2: threshold calibration record, code output, extras
 INPUT_NAME = "windows"
 OUTPUT_NAME = "reconstruction"
 CODE_NAME = "code"

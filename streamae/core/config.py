@@ -44,6 +44,9 @@ class KafkaSettings(_Section):
         "streamae.alert-state",
         description="compacted; as many partitions as the input topic; holds alert state",
     )
+    backend: Literal["kafka-python"] = Field(
+        "kafka-python", description="Kafka client library that serves (serving/backends.py)"
+    )
     group_id: str = "streamae"
     client_id: str = "streamae"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -55,6 +58,13 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(100, ge=0)
     batch_size: int = Field(1_048_576, ge=1024, description="producer batch bytes per partition")
     request_timeout_ms: int = Field(30000, ge=1000, description="also bounds the wait for acks")
+    commit_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="publish outputs, save alert state and commit at the first micro-batch boundary "
+        "this long after the first uncommitted record; bounds output latency; 0: every micro-batch",
+    )
+    commit_every: int = Field(0, ge=0, description="...or once this many records were processed (0: off)")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
@@ -218,7 +228,7 @@ def _unknown_env_vars(names: list[str]) -> list[str]:
     )
 
 
-def load_settings(flag_names: dict[tuple[str, ...], str] | None = None, **overrides: Any) -> Settings:
+def load_settings(flag_names: dict[tuple[Any, ...], str] | None = None, **overrides: Any) -> Settings:
     """Build settings from the environment, ``.env`` and ``overrides``; fail with field names.
 
     ``flag_names`` names overridden fields as the command-line flags that set them.
@@ -231,6 +241,6 @@ def load_settings(flag_names: dict[tuple[str, ...], str] | None = None, **overri
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        names = flag_names or {}
-        lines = [f"  {names.get(tuple(e['loc']), env_name(e['loc']))}: {e['msg']}" for e in exc.errors()]
+        flags = flag_names or {}
+        lines = [f"  {flags.get(tuple(e['loc']), env_name(e['loc']))}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

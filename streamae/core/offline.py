@@ -1,18 +1,24 @@
-"""Offline scoring of a readings file (backfills, evaluation) through the daemon's core.
+"""Readings file → windows → scores: the one offline pipeline through the daemon's core.
 
-One output row per scored window, with the columns of the score message; ``timestamp``
-and ``key`` are those of the window's last reading, so scores join back to readings.
+``streamae score``, ``evaluate``, ``inspect``, training's calibration and ``streamae
+calibrate`` all cut windows with :func:`frame_windows` and score them with
+:func:`score_windows`, so a threshold is computed from exactly the scores it is later
+compared with. :func:`score_frame` gives one output row per scored window, with the
+columns of the score message; ``timestamp`` and ``key`` are those of the window's last
+reading, so scores join back to readings.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from streamae.core.readings import frame_to_readings
-from streamae.core.scoring import Scorer
-from streamae.core.windows import WindowStore
+from streamae.core.scoring import ScoreBatch, Scorer
+from streamae.core.windows import Windows, WindowStore
 
 SCORE_COLUMNS = [
     "timestamp",
@@ -32,12 +38,27 @@ SCORE_COLUMNS = [
 ]
 
 
+def frame_windows(
+    frame: pd.DataFrame, features: Sequence[str], window: int, stride: int, source: str
+) -> Windows:
+    """Every window of a readings frame, as the daemon cuts them from a stream in file order
+    (in the order of their last reading); offsets are row numbers of ``frame``."""
+    readings = frame_to_readings(frame, list(features), source)
+    return WindowStore(window, stride, len(features)).push(readings)
+
+
+def score_windows(scorer: Scorer, windows: Windows) -> tuple[ScoreBatch, np.ndarray]:
+    """Raw scores of ``windows`` and the scores compared with the threshold: smoothed per
+    key when the bundle asks for it, each key starting afresh at its first window here."""
+    batch = scorer.score(windows.data)
+    return batch, scorer.smooth(windows.keys, batch.scores, {})
+
+
 def score_frame(frame: pd.DataFrame, scorer: Scorer, source: str, top_k: int = 3) -> pd.DataFrame:
     """Score every window of ``frame`` (file order within each key); rows in file order."""
     m = scorer.manifest
-    readings = frame_to_readings(frame, m.features, source)
-    windows = WindowStore(m.window, m.stride, len(m.features)).push(readings)
-    messages = scorer.messages(windows, scorer.score(windows.data), top_k, smoothing={})
+    windows = frame_windows(frame, m.features, m.window, m.stride, source)
+    batch, smoothed = score_windows(scorer, windows)
     rows = [
         {
             "timestamp": msg["window_end"],
@@ -45,7 +66,7 @@ def score_frame(frame: pd.DataFrame, scorer: Scorer, source: str, top_k: int = 3
             "top_features": json.dumps(msg["top_features"]),
             **{f"source_{k}": v for k, v in msg["source"].items()},
         }
-        for msg in messages
+        for msg in scorer.to_messages(windows, batch, smoothed, top_k)
     ]
     out = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     return out.sort_values("source_offset_end", kind="stable").reset_index(drop=True)

@@ -94,12 +94,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def to_epoch_seconds(column: pd.Series, path: Path | str = "") -> np.ndarray:
     """Epoch seconds from numbers (already epoch seconds) or ISO 8601 strings (UTC if naive)."""
     if pd.api.types.is_numeric_dtype(column):
-        return column.to_numpy(dtype=np.float64)
+        seconds: np.ndarray = column.to_numpy(dtype=np.float64)
+        return seconds
     try:
         parsed = pd.to_datetime(column, utc=True, format="ISO8601")
     except (ValueError, TypeError) as exc:
         raise DataError(f"{path}: column 'timestamp' is neither epoch seconds nor ISO 8601: {exc}") from None
-    return parsed.astype("int64").to_numpy() / _unit_per_second(parsed)
+    seconds = parsed.astype("int64").to_numpy() / _unit_per_second(parsed)
+    return seconds
 
 
 def _unit_per_second(parsed: pd.Series) -> float:

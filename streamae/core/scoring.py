@@ -3,7 +3,10 @@
 Raw score = mean squared reconstruction error of the scaled window; the per-feature
 errors (averaged over time, normalised by their training means) say which sensors
 caused it. When the bundle says so, raw scores are smoothed per key (EWMA) before they
-meet the threshold. The daemon and ``streamae score`` both go through :meth:`Scorer.messages`.
+meet the threshold. The daemon and ``streamae score`` both go through :meth:`Scorer.messages`;
+calibration scores its held-out windows through :meth:`Scorer.score` and
+:meth:`Scorer.smooth`, and training feeds the model through :class:`InputScaler`, so a
+threshold is set by exactly the code that applies it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -35,9 +39,32 @@ class ScoreBatch:
         return len(self.scores)
 
 
+#: Per-key EWMA state: key -> last smoothed score (see :meth:`Scorer.smooth`).
+SmoothingState = dict[Any, float]
+
+
+class InputScaler:
+    """The model's input units: ``(x - mean) / scale`` per feature, in float32, clipped to
+    ``±CLIP_SIGMAS``. Training feeds the model through it and :class:`Scorer` serves
+    through it: one implementation of scaling."""
+
+    def __init__(self, mean: Sequence[float] | np.ndarray, scale: Sequence[float] | np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.inv_scale = 1.0 / np.asarray(scale, dtype=np.float32)
+
+    def __call__(self, data: np.ndarray) -> np.ndarray:
+        """Raw windows ``(m, window, F)`` in the model's input units (float32)."""
+        with np.errstate(over="ignore"):
+            x = ((data - self.mean) * self.inv_scale).astype(np.float32, copy=False)
+        # a reading a million standard deviations out is anomalous whatever its exact size;
+        # clipping keeps the squared error finite, so it scores high instead of inf/NaN
+        return np.clip(x, -CLIP_SIGMAS, CLIP_SIGMAS, out=x)
+
+
 def feature_errors(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
     """Mean squared error per feature over the time axis: ``(m, W, F) -> (m, F)``."""
-    return np.square(recon - x).mean(axis=1)
+    out: np.ndarray = np.square(recon - x).mean(axis=1)
+    return out
 
 
 def run_chunked(
@@ -56,7 +83,8 @@ def select_providers(requested: Sequence[str]) -> list[str]:
 
 
 class Scorer:
-    """An ONNX Runtime session for one bundle, scoring windows in batches."""
+    """An ONNX Runtime session for one bundle, scoring windows in batches: the bundle's
+    :class:`~streamae.core.detector.Detector`."""
 
     def __init__(
         self,
@@ -92,8 +120,7 @@ class Scorer:
                 f"{bundle.path}: graph input shape {shape} does not match manifest "
                 f"'window' ({m.window}) and 'features' ({len(m.features)})"
             )
-        self._mean = np.asarray(m.scaler.mean, dtype=np.float32)
-        self._inv_scale = 1.0 / np.asarray(m.scaler.scale, dtype=np.float32)
+        self._scaler = InputScaler(m.scaler.mean, m.scaler.scale)
         self._error_scale = np.asarray(m.feature_error_scale, dtype=np.float32)
         in_use = self.session.get_providers()
         log.info("ONNX Runtime providers in use: %s", in_use)
@@ -105,8 +132,14 @@ class Scorer:
     def load(cls, path: Path | str, settings: Settings) -> Scorer:
         """The scorer of the bundle at ``path`` as ``settings`` configure it (providers,
         threads, batch): the one way every command builds it."""
+        return cls.configured(load_bundle(path), settings)
+
+    @classmethod
+    def configured(cls, bundle: Bundle, settings: Settings) -> Scorer:
+        """As :meth:`load`, for a bundle already in memory (``streamae calibrate`` scores with
+        the manifest it is about to write)."""
         m = settings.model
-        return cls(load_bundle(path), m.providers, m.intra_op_threads, settings.batch.max_windows)
+        return cls(bundle, m.providers, m.intra_op_threads, settings.batch.max_windows)
 
     @property
     def threshold(self) -> float:
@@ -118,13 +151,10 @@ class Scorer:
 
     def scale(self, data: np.ndarray) -> np.ndarray:
         """Raw windows ``(m, window, F)`` in the model's input units (float32)."""
-        if data.ndim != 3 or data.shape[1:] != (self.manifest.window, len(self._mean)):
-            raise ValueError(f"windows must be (m, {self.manifest.window}, {len(self._mean)})")
-        with np.errstate(over="ignore"):
-            x = ((data - self._mean) * self._inv_scale).astype(np.float32, copy=False)
-        # a reading a million standard deviations out is anomalous whatever its exact size;
-        # clipping keeps the squared error finite, so it scores high instead of inf/NaN
-        return np.clip(x, -CLIP_SIGMAS, CLIP_SIGMAS, out=x)
+        shape = (self.manifest.window, len(self.manifest.features))
+        if data.ndim != 3 or data.shape[1:] != shape:
+            raise ValueError(f"windows must be (m, {shape[0]}, {shape[1]})")
+        return self._scaler(data)
 
     def score(self, data: np.ndarray) -> ScoreBatch:
         """Raw scores of raw (unscaled) windows ``(m, window, F)``."""
@@ -136,13 +166,18 @@ class Scorer:
             errors[lo : lo + len(chunk)] = feature_errors(chunk, recon)
         return ScoreBatch(errors.mean(axis=1, dtype=np.float64), errors)
 
+    def decision_function(self, windows: np.ndarray) -> np.ndarray:
+        """Raw scores ``(m,)`` of raw windows: the :class:`~streamae.core.detector.Detector` view
+        of :meth:`score`, without the per-feature errors."""
+        return self.score(windows).scores
+
     def encode(self, data: np.ndarray) -> np.ndarray:
         """Latent codes ``(m, code_size)`` of raw windows (for pictures of the latent space)."""
         if not len(data):
             return np.empty((0, self.manifest.code_size), np.float32)
         return run_chunked(self.session, [CODE_NAME], INPUT_NAME, self.scale(data), self.max_batch)[0]
 
-    def smooth(self, keys: np.ndarray, scores: np.ndarray, state: dict | None = None) -> np.ndarray:
+    def smooth(self, keys: np.ndarray, scores: np.ndarray, state: SmoothingState | None = None) -> np.ndarray:
         """Scores as compared with the threshold: EWMA per key when the bundle asks for it.
 
         ``state`` (key → last smoothed score) carries the smoothing across calls.
@@ -160,14 +195,20 @@ class Scorer:
         return top, np.take_along_axis(share, top, axis=1)
 
     def messages(
-        self, windows: Windows, batch: ScoreBatch, top_k: int = 3, smoothing: dict | None = None
-    ) -> list[dict]:
+        self, windows: Windows, batch: ScoreBatch, top_k: int = 3, smoothing: SmoothingState | None = None
+    ) -> list[dict[str, Any]]:
         """Score messages (see ``messages.ScoreMessage``) for scored windows, in order;
         ``smoothing`` is the per-key EWMA state (see :meth:`smooth`)."""
+        return self.to_messages(windows, batch, self.smooth(windows.keys, batch.scores, smoothing), top_k)
+
+    def to_messages(
+        self, windows: Windows, batch: ScoreBatch, smoothed: np.ndarray, top_k: int = 3
+    ) -> list[dict[str, Any]]:
+        """Score messages for windows whose raw ``batch`` is already smoothed into ``smoothed``
+        (the scores compared with the threshold)."""
         m = self.manifest
         threshold = m.threshold.value
         top, share = self.contributions(batch.feature_errors, top_k)
-        smoothed = self.smooth(windows.keys, batch.scores, smoothing)
         features = m.features
         out = []
         for i, (key, start, end, score, raw, o0, o1) in enumerate(

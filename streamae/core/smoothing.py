@@ -37,7 +37,7 @@ def ewma(
         keys = np.asarray(keys)
         if keys.shape != x.shape:
             raise ValueError(f"keys has {keys.shape[0] if keys.ndim else 0} rows, scores {x.size}")
-    out = x.copy()
+    out: np.ndarray = x.copy()
     if x.size == 0:
         return out
     if keys is None:

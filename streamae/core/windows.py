@@ -153,7 +153,7 @@ class WindowStore:
             return []
         reason = f"its key sent nothing for more than {self.idle_ttl_s:g} s of event time and was forgotten"
         self._abandon(idle, [reason] * len(idle))
-        keys = self._key[idle].tolist()
+        keys: list[str] = self._key[idle].tolist()
         for key in keys:
             del self._slot_of[key]
         self._free.extend(idle.tolist())
@@ -165,7 +165,8 @@ class WindowStore:
         """How many of the last ``length`` of ``seen`` readings no window has covered."""
         w, s = self.window, self.stride
         last_end = np.where(seen >= w, w + (seen - w) // s * s, 0)
-        return seen - np.maximum(last_end, seen - length)
+        uncovered: np.ndarray = seen - np.maximum(last_end, seen - length)
+        return uncovered
 
     def _abandon(self, slots: np.ndarray, reasons: list[str]) -> None:
         """Drop what ``slots`` hold; keep their never-covered readings as discarded."""

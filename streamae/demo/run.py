@@ -16,7 +16,8 @@ from streamae.core.config import Settings, TrainSettings
 from streamae.core.scoring import Scorer
 from streamae.demo.simulate import DAY_S, Anomaly, simulate, to_messages
 from streamae.evaluation.plots import plot_scores
-from streamae.serving.kafka_python import ensure_daemon_topics, follow, make_consumer, make_producer, publish
+from streamae.serving.backends import open_transport
+from streamae.serving.kafka_admin import ensure_daemon_topics, follow, publish
 from streamae.serving.loop import Daemon, DaemonStats
 from streamae.training.fit import fit
 
@@ -114,7 +115,7 @@ def run_demo(
 
     say(f"[3/5] starting the daemon on {k.bootstrap_servers}, topic {k.input_topic}")
     scorer = Scorer.load(workdir / "bundle", settings)
-    daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))
+    daemon = Daemon(settings, scorer, open_transport(settings))
     thread = threading.Thread(target=daemon.run, name="streamae-daemon", daemon=True)
     thread.start()
 

@@ -4,7 +4,8 @@ Inputs are aligned 1-D arrays, one row per scored window: ``labels`` (ground tru
 ``flags`` (the detector alerted), ``scores`` (raw anomaly score) and ``timestamps``
 (epoch seconds, increasing within a series). Several series may be concatenated for
 pooled metrics; pass ``series`` (an id per row) so that events never run across the
-boundary between two series. All results are JSON-ready (plain floats, ints, None).
+boundary between two series. All results are JSON-ready (plain floats, ints, None), and
+each metric has one self-explaining name, used as is in ``report.json`` and the benchmarks.
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def _runs(mask: np.ndarray, series: np.ndarray | None = None) -> tuple[np.ndarra
 
 
 def point_metrics(labels: np.ndarray, flags: np.ndarray) -> dict[str, Any]:
-    """Row-wise confusion counts and rates.
+    """Window-wise confusion counts and rates.
 
     ``precision``, ``recall`` and ``f1`` are 0.0 when their denominator is 0 (e.g. no
-    flags, or no positive labels). ``far`` = fp/(fp+tn) and ``mar`` = fn/(fn+tp) are in
-    percent, 0.0 when their denominator is 0.
+    flags, or no positive labels). ``false_alarm_rate_pct`` = fp/(fp+tn) and
+    ``missed_alarm_rate_pct`` = fn/(fn+tp) are in percent, 0.0 when their denominator is 0.
     """
     _check_lengths(labels=labels, flags=flags)
     y, f = _bool(labels, "labels"), _bool(flags, "flags")
@@ -63,15 +64,15 @@ def point_metrics(labels: np.ndarray, flags: np.ndarray) -> dict[str, Any]:
     tn = int(np.sum(~y & ~f))
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     return {
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "tn": tn,
+        "true_positive_windows": tp,
+        "false_positive_windows": fp,
+        "false_negative_windows": fn,
+        "true_negative_windows": tn,
         "precision": precision,
         "recall": recall,
         "f1": _ratio(2 * precision * recall, precision + recall),
-        "far": 100.0 * _ratio(fp, fp + tn),
-        "mar": 100.0 * _ratio(fn, fn + tp),
+        "false_alarm_rate_pct": 100.0 * _ratio(fp, fp + tn),
+        "missed_alarm_rate_pct": 100.0 * _ratio(fn, fn + tp),
     }
 
 
@@ -121,12 +122,12 @@ def event_metrics(
 ) -> dict[str, Any]:
     """Event-level detection: an event is a run of positive labels (cut at series changes).
 
-    - ``events``, ``detected`` (events with a flagged row inside) and ``event_recall``
-      (None when there are no events).
-    - ``delay_mean_s`` / ``delay_median_s``: seconds from an event's first row to its first
-      flagged row, over detected events (None when none was detected).
+    - ``labelled_events``, ``detected_events`` (events with a flagged row inside) and
+      ``event_recall`` (None when there are no events).
+    - ``detection_delay_mean_s`` / ``detection_delay_median_s``: seconds from an event's
+      first row to its first flagged row, over detected events (None when none was detected).
     - ``false_alarm_events``: runs of flagged rows containing no labelled row, and
-      ``false_alarms_per_day`` over ``span_days``, the summed time span of each series
+      ``false_alarm_events_per_day`` over ``span_days``, the summed time span of each series
       (None when that span is 0).
     """
     _check_lengths(labels=labels, flags=flags, timestamps=timestamps, series=series)
@@ -150,30 +151,31 @@ def event_metrics(
 
     n_events, detected = len(starts), int(np.sum(hit))
     return {
-        "events": n_events,
-        "detected": detected,
+        "labelled_events": n_events,
+        "detected_events": detected,
         "event_recall": detected / n_events if n_events else None,
-        "delay_mean_s": float(np.mean(delays)) if detected else None,
-        "delay_median_s": float(np.median(delays)) if detected else None,
+        "detection_delay_mean_s": float(np.mean(delays)) if detected else None,
+        "detection_delay_median_s": float(np.median(delays)) if detected else None,
         "false_alarm_events": false_alarms,
         "span_days": span_days,
-        "false_alarms_per_day": false_alarms / span_days if span_days > 0 else None,
+        "false_alarm_events_per_day": false_alarms / span_days if span_days > 0 else None,
     }
 
 
 def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """Threshold-free quality of the raw scores: ``roc_auc`` and ``pr_auc`` (average
-    precision). Both None when the labels hold a single class."""
+    """Threshold-free quality of the raw scores: ``roc_auc`` and
+    ``pr_auc_average_precision`` (the area under the precision-recall curve, estimated as
+    average precision). Both None when the labels hold a single class."""
     _check_lengths(labels=labels, scores=scores)
     y = _bool(labels, "labels")
     s = np.asarray(scores, dtype=np.float64)
     if not np.all(np.isfinite(s)):
         raise ValueError(f"scores contain {int(np.sum(~np.isfinite(s)))} non-finite values")
     if y.all() or not y.any():
-        return {"roc_auc": None, "pr_auc": None}
+        return {"roc_auc": None, "pr_auc_average_precision": None}
     return {
         "roc_auc": float(roc_auc_score(y, s)),
-        "pr_auc": float(average_precision_score(y, s)),
+        "pr_auc_average_precision": float(average_precision_score(y, s)),
     }
 
 
@@ -184,12 +186,12 @@ def evaluate(
     timestamps: np.ndarray,
     series: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """All metrics in one JSON-ready dict: ``rows``, ``point``, ``point_adjusted``,
+    """All metrics in one JSON-ready dict: ``windows`` (rows), ``point``, ``point_adjusted``,
     ``event`` and ``ranking``. Concatenate several series and pass ``series`` for pooled
     metrics; events and point adjustment are then cut at series boundaries."""
     n = _check_lengths(labels=labels, flags=flags, scores=scores, timestamps=timestamps, series=series)
     return {
-        "rows": n,
+        "windows": n,
         "point": point_metrics(labels, flags),
         "point_adjusted": point_metrics(labels, point_adjust(labels, flags, series)),
         "event": event_metrics(labels, flags, timestamps, series),

@@ -285,7 +285,9 @@ def sweep(
     running = null + np.cumsum(delta)
     # A threshold t detects every row with score >= t: read the running score at the last row
     # of each run of equal scores.
-    last = np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True]) if len(s_sorted) else []
+    last: np.ndarray | list[int] = (
+        np.flatnonzero(np.r_[s_sorted[1:] != s_sorted[:-1], True]) if len(s_sorted) else []
+    )
     thresholds = np.r_[np.inf, s_sorted[last]]
     raw_by_threshold = np.r_[null, running[last]]
     best_i = int(np.argmax(raw_by_threshold))  # first maximum = highest threshold

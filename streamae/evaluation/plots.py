@@ -115,7 +115,7 @@ def plot_score_histogram(
     # log-spaced bins need a positive floor; an exact 0 score is put in the lowest bin
     lo = float(positive.min()) if len(positive) else 1e-12
     hi = max(float(every.max()), lo * 10)
-    bins = np.geomspace(lo, hi, 60)
+    bins = np.geomspace(lo, hi, 60).tolist()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.hist(
         np.clip(parts[0], lo, hi), bins=bins, color="tab:blue", alpha=0.7, label=f"normal ({len(parts[0])})"

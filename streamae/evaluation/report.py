@@ -1,9 +1,10 @@
-"""Evaluation reports and bundle inspection (``streamae evaluate``, ``streamae inspect``).
+"""Evaluation reports (``streamae evaluate``).
 
 Evaluation scores a labelled readings file exactly as ``streamae score`` does, gives each
 window the label of its last reading (the reading the daemon would alert on), runs the
 configured alert policy over the scores, and measures point, point-adjusted, event and
-ranking quality per series (key) and pooled over all series.
+ranking quality (``evaluation.metrics``, whose names ``report.json`` keeps) per series
+(key) and pooled over all series.
 """
 
 from __future__ import annotations
@@ -19,51 +20,16 @@ import numpy as np
 import pandas as pd
 
 from streamae.core.alerts import AlertPolicy
-from streamae.core.bundle import Manifest, load_bundle
 from streamae.core.config import AlertSettings, Settings, load_settings
 from streamae.core.offline import score_frame
-from streamae.core.readings import DataError, frame_to_readings, read_table
+from streamae.core.readings import DataError, read_table
 from streamae.core.scoring import Scorer
-from streamae.core.windows import Windows, WindowStore
 from streamae.evaluation.metrics import evaluate
-from streamae.evaluation.plots import (
-    label_spans,
-    plot_latent,
-    plot_score_histogram,
-    plot_scores,
-    plot_training,
-)
+from streamae.evaluation.plots import label_spans, plot_scores
 
 REPORT_JSON = "report.json"
 #: Ranking metrics judge the model's own error, before any EWMA smoothing of the detector.
 RANKING_SCORE = "raw_score"
-
-# evaluation.evaluate's short keys, spelled out for a report read without the code at hand
-_RENAME: dict[str, dict[str, str]] = {
-    "point": {
-        "tp": "true_positive_windows",
-        "fp": "false_positive_windows",
-        "fn": "false_negative_windows",
-        "tn": "true_negative_windows",
-        "precision": "precision",
-        "recall": "recall",
-        "f1": "f1",
-        "far": "false_alarm_rate_pct",
-        "mar": "missed_alarm_rate_pct",
-    },
-    "event": {
-        "events": "labelled_events",
-        "detected": "detected_events",
-        "event_recall": "event_recall",
-        "delay_mean_s": "detection_delay_mean_s",
-        "delay_median_s": "detection_delay_median_s",
-        "false_alarm_events": "false_alarm_events",
-        "span_days": "span_days",
-        "false_alarms_per_day": "false_alarm_events_per_day",
-    },
-    "ranking": {"roc_auc": "roc_auc", "pr_auc": "pr_auc_average_precision"},
-}
-_RENAME["point_adjusted"] = _RENAME["point"]
 
 DEFINITIONS = {
     "windows": "scored windows; each carries the label of its last reading",
@@ -124,14 +90,9 @@ class Report:
         }
 
 
-def _labels(frame: pd.DataFrame, source: str, required: bool) -> np.ndarray | None:
-    """The ``label`` column as 0/1 per row (>0 is anomalous), or None when absent and optional."""
+def row_labels(frame: pd.DataFrame, source: str) -> np.ndarray | None:
+    """The ``label`` column as 0/1 per row (>0 is anomalous), or None when there is none."""
     if "label" not in frame.columns:
-        if required:
-            raise DataError(
-                f"{source}: no 'label' column (0 normal, >0 anomalous) to evaluate against "
-                f"(columns: {list(frame.columns)})"
-            )
         return None
     col = frame["label"]
     if not pd.api.types.is_numeric_dtype(col) or col.isna().any():
@@ -143,15 +104,18 @@ def _labels(frame: pd.DataFrame, source: str, required: bool) -> np.ndarray | No
     return (col.to_numpy() > 0).astype(np.int8)
 
 
-def _named(metrics: dict[str, Any]) -> dict[str, Any]:
-    """evaluation.evaluate's dict with self-explaining metric names."""
-    out: dict[str, Any] = {"windows": metrics["rows"]}
-    for section, names in _RENAME.items():
-        out[section] = {names[k]: v for k, v in metrics[section].items()}
-    return out
+def required_labels(frame: pd.DataFrame, source: str) -> np.ndarray:
+    """:func:`row_labels`, which evaluation cannot do without."""
+    labels = row_labels(frame, source)
+    if labels is None:
+        raise DataError(
+            f"{source}: no 'label' column (0 normal, >0 anomalous) to evaluate against "
+            f"(columns: {list(frame.columns)})"
+        )
+    return labels
 
 
-def _alert_spans(scores: pd.DataFrame, cfg: AlertSettings) -> tuple[int, list[AlertSpan]]:
+def alert_spans(scores: pd.DataFrame, cfg: AlertSettings) -> tuple[int, list[AlertSpan]]:
     """Run the alert policy over score rows (file order, so per-key time order)."""
     policy = AlertPolicy(cfg.k, cfg.n, cfg.quiet_windows, cfg.cooldown_s, cfg.severity_ratios)
     cols = ["key", "window_end", "score", "threshold", "is_anomaly", "top_features", "model_version"]
@@ -175,15 +139,14 @@ def evaluate_frame(
     top_k: int = 3,
 ) -> Report:
     """Score a labelled readings frame and measure detection quality per key and pooled."""
-    labels = _labels(frame, source, required=True)
-    assert labels is not None
+    labels = required_labels(frame, source)
     m = scorer.manifest
     scores = score_frame(frame, scorer, source, top_k)
     if scores.empty:
         raise DataError(f"{source}: no key has a complete window of {m.window} readings to score")
     # offsets are row numbers of the frame: the window's last reading is its row
     scores["label"] = labels[scores["source_offset_end"].to_numpy()]
-    opened, spans = _alert_spans(scores, alerts)
+    opened, spans = alert_spans(scores, alerts)
 
     # stable sort keeps each key's file (time) order; series then lie in contiguous blocks
     ordered = scores.sort_values("key", kind="stable")
@@ -194,11 +157,11 @@ def evaluate_frame(
         "timestamps": ordered["window_end"].to_numpy(dtype=np.float64),
     }
     keys = ordered["key"].to_numpy(dtype=object)
-    pooled = _named(evaluate(**arrays, series=keys))
+    pooled = evaluate(**arrays, series=keys)
     uniq, first = np.unique(keys, return_index=True)
     bounds = np.append(first, len(keys))
     per_series = {
-        str(key): _named(evaluate(**{k: a[lo:hi] for k, a in arrays.items()}))
+        str(key): evaluate(**{k: a[lo:hi] for k, a in arrays.items()})
         for key, lo, hi in zip(uniq, bounds[:-1], bounds[1:])
     }
     return Report(
@@ -257,7 +220,7 @@ def evaluate_file(
     """Evaluate a bundle on a labelled readings file and write the report to ``out_dir``."""
     settings = settings or load_settings()
     frame = read_table(data_path)
-    _labels(frame, str(data_path), required=True)  # fail before loading the model
+    required_labels(frame, str(data_path))  # fail before loading the model
     scorer = Scorer.load(bundle_path, settings)
     report = evaluate_frame(frame, scorer, settings.alerts, str(data_path), str(bundle_path), top_k)
     return write_report(report, out_dir)
@@ -306,146 +269,3 @@ def format_table(report: Report) -> str:
     lines += [_table_row(key, m, width) for key, m in report.per_series.items()]
     lines += ["-" * len(header), _table_row("pooled", report.pooled, width)]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- inspect
-
-TRAINING_CURVE = "training_curve.png"
-SCORE_HISTOGRAM = "score_histogram.png"
-LATENT = "latent.png"
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """What ``streamae inspect`` found: the manifest in words, the plots written, and notes."""
-
-    bundle: str
-    text: str
-    plots: dict[str, Path]
-    notes: list[str]
-
-
-def _params(params: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4g}" for k, v in params.items()) or "-"
-
-
-def describe_manifest(m: Manifest, path: Path | str = "") -> str:
-    """The manifest of a bundle as readable text."""
-    t = m.threshold
-    training = m.training
-    windows = training.get("windows", {})
-    history = training.get("history") or []
-    smoothing = "off" if t.ewma_alpha >= 1 else f"EWMA alpha {t.ewma_alpha:g} per key"
-    lines = [
-        f"bundle       {path}",
-        f"model        {m.model_version} (format {m.format_version}, "
-        f"created {m.created_at:%Y-%m-%d %H:%M:%S %Z})",
-        f"variant      {m.variant}, loss {m.loss}, code size {m.code_size}",
-        f"features     {len(m.features)}: {', '.join(m.features)}",
-        f"windows      {m.window} readings, stride {m.stride}",
-        "scaler       "
-        + ", ".join(
-            f"{f}: {mu:.4g} ± {s:.4g}" for f, mu, s in zip(m.features, m.scaler.mean, m.scaler.scale)
-        ),
-        f"threshold    {t.value:.6g} by {t.method} ({_params(t.params)}), smoothing {smoothing}",
-        f"calibration  {t.calibration_windows} held-out normal windows",
-        "metrics      " + (", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items()) or "-"),
-        "training     "
-        + (", ".join(f"{k} {v}" for k, v in windows.items()) + " windows" if windows else "windows -")
-        + f", {len(history)} epochs"
-        + (f", from {training['source']}" if "source" in training else "")
-        + (f" ({training['readings']} readings)" if "readings" in training else ""),
-        "versions     " + (", ".join(f"{k} {v}" for k, v in m.versions.items()) or "-"),
-        "extras       " + (", ".join(f"{k} ({v[:19]}…)" for k, v in m.extras.items()) or "-"),
-    ]
-    return "\n".join(lines)
-
-
-def _score_windows(frame: pd.DataFrame, scorer: Scorer, source: str) -> tuple[Windows, np.ndarray]:
-    """Windows of ``frame`` as ``score_frame`` cuts them, and their thresholded scores."""
-    m = scorer.manifest
-    readings = frame_to_readings(frame, m.features, source)
-    windows = WindowStore(m.window, m.stride, len(m.features)).push(readings)
-    raw = scorer.score(windows.data).scores
-    return windows, scorer.smooth(windows.keys, raw, {})
-
-
-def latent_points(codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, str, str]:
-    """2-D points for a latent picture and their axis labels: the code itself when it has two
-    dimensions, its PCA(2) projection when it has more, code vs log score when it has one."""
-    size = codes.shape[1]
-    if size == 2:
-        return codes, "code[0]", "code[1]"
-    if size == 1:
-        return (
-            np.column_stack([codes[:, 0], np.log10(np.maximum(scores, 1e-300))]),
-            "code[0]",
-            "log10 window score",
-        )
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=2).fit(codes)
-    share = pca.explained_variance_ratio_
-    return (
-        pca.transform(codes),
-        f"PCA 1 of the {size}-d code ({share[0]:.0%} of its variance)",
-        f"PCA 2 of the {size}-d code ({share[1]:.0%} of its variance)",
-    )
-
-
-def inspect_bundle(
-    bundle_path: Path,
-    data_path: Path | None = None,
-    out_dir: Path | None = None,
-    settings: Settings | None = None,
-) -> Inspection:
-    """Describe a bundle and draw its training curve; with data, also its score histogram
-    and a 2-D view of the data's latent codes. Plots go to ``out_dir`` (default BUNDLE/inspect)."""
-    bundle = load_bundle(bundle_path)
-    m = bundle.manifest
-    out = Path(out_dir) if out_dir is not None else Path(bundle_path) / "inspect"
-    plots: dict[str, Path] = {}
-    notes: list[str] = []
-    history = m.training.get("history") or []
-    if history:
-        plots["training curve"] = plot_training(history, out / TRAINING_CURVE, f"{m.variant}: training")
-    else:
-        notes.append("the manifest holds no training history: no training curve")
-    if data_path is None:
-        notes.append("the score histogram and the latent view need data: pass DATA (a readings file)")
-        return Inspection(str(bundle_path), describe_manifest(m, bundle_path), plots, notes)
-
-    settings = settings or load_settings()
-    scorer = Scorer.load(bundle_path, settings)
-    frame = read_table(data_path)
-    source = str(data_path)
-    row_labels = _labels(frame, source, required=False)
-    windows, scores = _score_windows(frame, scorer, source)
-    if len(windows) < 2:
-        notes.append(f"{source}: {len(windows)} complete window(s) of {m.window}; need 2 for the data plots")
-        return Inspection(str(bundle_path), describe_manifest(m, bundle_path), plots, notes)
-    labelled = None if row_labels is None else row_labels[windows.last_offset].astype(bool)
-    normal = scores if labelled is None else scores[~labelled]
-    plots["score histogram"] = plot_score_histogram(
-        normal,
-        m.threshold.value,
-        out / SCORE_HISTOGRAM,
-        None if labelled is None else scores[labelled],
-        title=f"{m.variant}: window scores on {Path(source).name}"
-        + ("" if labelled is not None else " (unlabelled: all windows)"),
-    )
-    points, xlabel, ylabel = latent_points(scorer.encode(windows.data), scores)
-    plots["latent view"] = plot_latent(
-        points,
-        scores > m.threshold.value,
-        out / LATENT,
-        labelled,
-        xlabel,
-        ylabel,
-        title=f"{m.variant}: latent codes of {Path(source).name}",
-    )
-    notes.append(
-        f"{source}: {len(windows)} windows, {int((scores > m.threshold.value).sum())} over threshold"
-        + ("" if labelled is None else f", {int(labelled.sum())} labelled anomalous")
-    )
-    return Inspection(str(bundle_path), describe_manifest(m, bundle_path), plots, notes)

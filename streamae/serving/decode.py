@@ -21,13 +21,18 @@ from streamae.core.readings import Readings
 
 
 class RecordLike(Protocol):
-    """What decoding needs of a kafka-python ``ConsumerRecord``."""
+    """What decoding needs of a consumed record (``transport.Record``, or any client's)."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True)

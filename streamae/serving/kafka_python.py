@@ -1,20 +1,26 @@
-"""The one typed adapter between streamae settings and kafka-python's ``**configs``."""
+"""The kafka-python transport, and the admin and test helpers built on kafka-python.
+
+The one module of the serving path that imports ``kafka``: :class:`KafkaPythonTransport`
+implements ``transport.Transport`` and turns kafka-python's untyped ``**configs``,
+structs and exceptions into ours.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kafka_errors
+from kafka.producer.future import FutureRecordMetadata
+from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
-from streamae.serving.errors import BrokerUnavailable
+from streamae.serving import errors
+from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +39,7 @@ def client_configs(s: KafkaSettings) -> dict[str, Any]:
     return cfg
 
 
-def make_consumer(s: KafkaSettings, **overrides: Any) -> KafkaConsumer:
-    """A group consumer that never commits on its own: the daemon commits after outputs land."""
-    return KafkaConsumer(
-        **client_configs(s),
-        group_id=s.group_id,
-        enable_auto_commit=False,
-        auto_offset_reset=s.auto_offset_reset,
-        max_poll_records=s.max_poll_records,
-        session_timeout_ms=s.session_timeout_ms,
-        max_poll_interval_ms=s.max_poll_interval_ms,
-        **overrides,
-    )
-
-
-def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
+def make_producer(s: KafkaSettings) -> KafkaProducer:
     """A producer whose acknowledgements mean the record is replicated (``acks=all``)."""
     return KafkaProducer(
         **client_configs(s),
@@ -57,149 +49,191 @@ def make_producer(s: KafkaSettings, **overrides: Any) -> KafkaProducer:
         batch_size=s.batch_size,
         retries=5,
         max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
-        **overrides,
     )
 
 
-def wait_for_broker(s: KafkaSettings, timeout_s: float = 30.0) -> None:
-    """Block until the cluster answers, or raise :class:`BrokerUnavailable` naming the address."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+def group_free_consumer(s: KafkaSettings) -> KafkaConsumer:
+    """A consumer outside any group (reads chosen partitions; commits nothing)."""
+    return KafkaConsumer(**client_configs(s), enable_auto_commit=False, group_id=None)
+
+
+def _tp(p: Partition) -> TopicPartition:
+    return TopicPartition(p.topic, p.partition)
+
+
+@contextlib.contextmanager
+def _translated(
+    what: str,
+    timeout: type[errors.TransportTimeout] = errors.TransportTimeout,
+    other: type[errors.TransportError] = errors.TransportError,
+) -> Iterator[None]:
+    """kafka-python's exceptions as ours (the original is the ``__cause__``)."""
+    try:
+        yield
+    except (kafka_errors.CommitFailedError, kafka_errors.RebalanceInProgressError) as exc:
+        raise errors.CommitRefused(f"{what}: {exc}") from exc
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise timeout(f"{what}: no answer in time: {exc}") from exc
+    except kafka_errors.KafkaError as exc:
+        raise other(f"{what}: {exc!r}") from exc
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+    """kafka-python requires a subclass; this one hands our partitions to the callbacks."""
+
+    def __init__(self, on_assign: PartitionsCallback, on_revoke: PartitionsCallback) -> None:
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+
+    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self._on_revoke([Partition(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self._on_assign([Partition(tp.topic, tp.partition) for tp in assigned])
+
+
+class _Delivery:
+    __slots__ = ("_future",)
+
+    def __init__(self, future: FutureRecordMetadata) -> None:
+        self._future = future
+
+    def failure(self) -> BaseException | None:
+        f = self._future
+        return f.exception if f.is_done else None
+
+    def wait(self, timeout_s: float) -> None:
         try:
-            KafkaAdminClient(**client_configs(s), request_timeout_ms=5000).close()
-            return
-        except KafkaError as exc:
-            if time.monotonic() > deadline:
-                raise BrokerUnavailable(
-                    f"no Kafka broker answered at {s.bootstrap_servers} "
-                    f"(STREAMAE_KAFKA__BOOTSTRAP_SERVERS) within {timeout_s:g} s: {exc}"
-                ) from None
-            time.sleep(0.5)
+            self._future.get(timeout=timeout_s)
+        except Exception as exc:  # the send's own failure, or our wait's timeout
+            if self._future.failed():
+                raise errors.DeliveryError(f"not acknowledged: {exc!r}") from exc
+            raise errors.DeliveryError(f"not acknowledged within {timeout_s:g} s") from exc
 
 
-def ensure_topics(
-    s: KafkaSettings,
-    topics: Iterable[str],
-    partitions: int = 3,
-    configs: dict[str, str] | None = None,
-) -> None:
-    """Create the topics that do not exist yet (replication factor 1 for a local broker)."""
-    admin = KafkaAdminClient(**client_configs(s))
-    try:
-        existing = set(admin.list_topics())
-        new = [
-            NewTopic(t, partitions, 1, topic_configs=configs or {})
-            for t in dict.fromkeys(topics)
-            if t not in existing
-        ]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another instance won the race
-                admin.create_topics(new)
-            log.info("created topics %s", [t.name for t in new])
-            _wait_for_leaders(admin, [t.name for t in new], s.request_timeout_ms / 1000)
-    finally:
-        admin.close()
+class KafkaPythonTransport:
+    """``transport.Transport`` on kafka-python: a group consumer, a producer, and (for state
+    restores) a consumer outside the group."""
 
+    def __init__(self, k: KafkaSettings) -> None:
+        self.k = k
+        # a group member that never commits on its own: the loop commits after outputs land
+        self._consumer = KafkaConsumer(
+            **client_configs(k),
+            group_id=k.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=k.auto_offset_reset,
+            max_poll_records=k.max_poll_records,
+            session_timeout_ms=k.session_timeout_ms,
+            max_poll_interval_ms=k.max_poll_interval_ms,
+        )
+        self._producer = make_producer(k)
+        self._reader: KafkaConsumer | None = None
 
-def led_partitions(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
-    """Partitions with a leader, per topic (0 for a topic the broker does not know)."""
-    counts = dict.fromkeys(topics, 0)
-    for t in admin.describe_topics(list(topics)):
-        if t["name"] in counts and t["error_code"] == 0:
-            counts[t["name"]] = sum(p["error_code"] == 0 and p["leader_id"] >= 0 for p in t["partitions"])
-    return counts
+    def subscribe(
+        self, topics: Sequence[str], on_assign: PartitionsCallback, on_revoke: PartitionsCallback
+    ) -> None:
+        self._consumer.subscribe(list(topics), listener=_Listener(on_assign, on_revoke))
 
+    def poll(self, timeout_s: float, max_records: int) -> dict[Partition, list[Record]]:
+        polled = self._consumer.poll(timeout_ms=max(0, round(1000 * timeout_s)), max_records=max_records)
+        return {
+            Partition(tp.topic, tp.partition): [
+                Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
+                for r in records
+            ]
+            for tp, records in polled.items()
+        }
 
-def _wait_for_leaders(admin: KafkaAdminClient, topics: Sequence[str], timeout_s: float) -> None:
-    """Creation returns before the new partitions have leaders; a client that looks the
-    topics up right away would see them empty (or not at all), so wait until they are led."""
-    deadline = time.monotonic() + timeout_s
-    while 0 in led_partitions(admin, topics).values():
-        if time.monotonic() > deadline:
-            raise KafkaTimeoutError(f"topics {list(topics)} have no partition leaders after {timeout_s:g} s")
-        time.sleep(0.1)
+    def assignment(self) -> set[Partition]:
+        return {Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    def seek(self, partition: Partition, offset: int) -> None:
+        self._consumer.seek(_tp(partition), offset)
 
-def publish(
-    s: KafkaSettings, messages: Iterable[tuple[bytes | None, bytes]], topic: str | None = None
-) -> int:
-    """Send ``(key, value)`` pairs to ``topic`` (default: the input topic); wait for acks."""
-    producer = make_producer(s)
-    try:
-        n = 0
-        for key, value in messages:
-            producer.send(topic or s.input_topic, key=key, value=value)
-            n += 1
-        producer.flush()
-        return n
-    finally:
-        producer.close()
+    def committed(self, partitions: Collection[Partition]) -> dict[Partition, Offset | None]:
+        out: dict[Partition, Offset | None] = {}
+        for p in partitions:
+            with _translated(f"{p}: committed offset not read"):
+                c = self._consumer.committed(_tp(p), metadata=True, timeout_ms=self.k.request_timeout_ms)
+            no_commit = c is None or c.offset is None or c.offset < 0
+            out[p] = None if no_commit else Offset(c.offset, c.metadata or "")
+        return out
 
+    def commit(self, offsets: Mapping[Partition, Offset]) -> None:
+        structs = {_tp(p): OffsetAndMetadata(o.offset, o.metadata, -1) for p, o in offsets.items()}
+        with _translated("offset commit", errors.CommitTimeout):
+            self._consumer.commit(structs)
 
-def follow(
-    s: KafkaSettings,
-    topics: Sequence[str],
-    done: Callable[[], bool],
-    timeout_s: float = 60,
-    settle_ms: int = 500,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``(topic, message)`` from the start of ``topics`` until ``done()`` or the timeout,
-    then for ``settle_ms`` more (late alerts, duplicates). No consumer group is involved."""
-    consumer = KafkaConsumer(**client_configs(s), enable_auto_commit=False, group_id=None)
-    try:
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        with _translated(f"metadata of '{topic}' not read"):
+            self._consumer.topics()  # refreshes the cached metadata
+            return set(self._consumer.partitions_for_topic(topic) or ())
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[Header] = (),
+        partition: int | None = None,
+    ) -> _Delivery:
+        try:
+            future = self._producer.send(
+                topic, value=value, key=key, headers=list(headers) or None, partition=partition
+            )
+        except kafka_errors.KafkaError as exc:
+            raise errors.DeliveryError(f"cannot send to '{topic}': {exc!r}") from exc
+        return _Delivery(future)
+
+    def flush(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        parts: list[TopicPartition] = []
-        while time.monotonic() < deadline:
-            known = {t: consumer.partitions_for_topic(t) for t in topics}
-            if all(known.values()):
-                parts = [TopicPartition(t, p) for t, ps in known.items() for p in sorted(ps)]
-                break
-            time.sleep(0.2)
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        settle = False
         while True:
-            if not settle and (done() or time.monotonic() > deadline):
-                settle = True
-                deadline = time.monotonic() + settle_ms / 1000
-            elif settle and time.monotonic() > deadline:
+            try:
+                self._producer.flush(timeout=max(0.0, deadline - time.monotonic()))
                 return
-            for tp, records in consumer.poll(timeout_ms=200).items():
-                for r in records:
-                    yield tp.topic, orjson.loads(r.value)
-    finally:
-        consumer.close()
+            except kafka_errors.KafkaTimeoutError:
+                return  # the handles report what is still in flight
+            except kafka_errors.KafkaError:
+                # 'Future not done': a batch too large for the broker was split and its
+                # records are in flight again; wait for those too
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.01)
+
+    def read_last(self, partition: Partition, timeout_s: float) -> Record | None:
+        reader = self._reader = self._reader or group_free_consumer(self.k)
+        tp = _tp(partition)
+        deadline = time.monotonic() + timeout_s
+        with _translated(f"could not read {partition}", errors.TransportTimeout, errors.TransportTimeout):
+            end = reader.end_offsets([tp])[tp]
+            if not end:
+                return None
+            reader.assign([tp])
+            reader.seek(tp, end - 1)
+            while time.monotonic() < deadline:
+                if records := reader.poll(timeout_ms=200).get(tp, []):
+                    r = records[-1]
+                    return Record(r.topic, r.partition, r.offset, r.key, r.value, (), r.timestamp)
+        raise errors.TransportTimeout(f"could not read {partition}@{end - 1} within {timeout_s:g} s")
+
+    def close(self) -> None:
+        """Close every client; a failing close must not mask the error that stopped the loop
+        (after a delivery failure kafka-python's producer raises again on close)."""
+        closers: list[tuple[str, Callable[[], object]]] = [
+            ("consumer", lambda: self._consumer.close(autocommit=False)),
+            ("producer", lambda: self._producer.close(timeout=10)),
+        ]
+        if self._reader is not None:
+            closers.insert(0, ("state reader", self._reader.close))
+        for name, close in closers:
+            try:
+                close()
+            except Exception as exc:
+                log.warning("closing the %s failed: %r", name, exc)
 
 
-def read_last(
-    consumer: KafkaConsumer, tp: TopicPartition, key: bytes, timeout_s: float = 10.0
-) -> dict[str, Any] | None:
-    """The last record of ``tp`` if it has ``key`` (decoded), else None. ``consumer`` has no group."""
-    end = consumer.end_offsets([tp])[tp]
-    if not end:
-        return None
-    consumer.assign([tp])
-    consumer.seek(tp, end - 1)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        records = consumer.poll(timeout_ms=200).get(tp, [])
-        if records:
-            last = records[-1]
-            return orjson.loads(last.value) if last.key == key else None
-    raise KafkaTimeoutError(f"could not read {tp.topic}[{tp.partition}]@{end - 1}")
+def open_transport(k: KafkaSettings) -> KafkaPythonTransport:
+    return KafkaPythonTransport(k)
 
 
-def daemon_topics(s: KafkaSettings) -> list[str]:
-    return [s.input_topic, s.scores_topic, s.alerts_topic, s.dlq_topic]
-
-
-def ensure_daemon_topics(s: KafkaSettings, partitions: int = 3) -> None:
-    """Input, outputs and dead letters; then the compacted alert-state topic with as many
-    partitions as the input (state of input partition p lives in state partition p)."""
-    ensure_topics(s, daemon_topics(s), partitions)
-    consumer = KafkaConsumer(**client_configs(s), group_id=None)
-    try:
-        n = len(consumer.partitions_for_topic(s.input_topic) or ()) or partitions
-    finally:
-        consumer.close()
-    ensure_topics(s, [s.state_topic], n, {"cleanup.policy": "compact"})
+# -- admin ---------------------------------------------------------------------------

@@ -1,19 +1,32 @@
 """Alert thresholds calibrated on held-out normal scores.
 
-``calibrate`` turns the scores of windows known to be normal into the score above which
-the daemon alerts (alibi-detect's ``infer_threshold``: a step separate from fitting).
+Calibration is the step of the detector contract (``streamae.core.detector``) separate
+from fitting, as alibi-detect's ``infer_threshold``: :func:`calibrate` turns the scores of
+windows known to be normal into the score above which the daemon alerts;
+:func:`calibrate_scorer` gets those scores from the very :class:`Scorer` that serves, through
+the pipeline of ``streamae score``. Training calibrates a new bundle with it, and
+``streamae calibrate`` (``streamae.training.recalibrate``) an existing one.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.stats import genpareto
 
+from streamae.core.config import TrainSettings
+from streamae.core.offline import score_windows
+from streamae.core.scoring import Scorer
+from streamae.core.windows import Windows
+
 METHODS = ("quantile", "sigma", "pot")
 MIN_EXCESSES = 10  # fewer cannot pin down both GPD parameters
+# A perfectly reconstructed signal (a flat line, PCA on a constant) scores 0 everywhere;
+# float32 resolution is the smallest error that means anything, so thresholds start there.
+SCORE_FLOOR = 1e-9
 
 
 def _finite_1d(scores: np.ndarray) -> np.ndarray:
@@ -108,4 +121,57 @@ def _pot(x: np.ndarray, target_far: float, tail_quantile: float) -> dict[str, An
         "shape": shape,
         "scale": scale,
         "excesses": int(n_t),
+    }
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a threshold is set from normal scores: a :data:`METHODS` entry and its parameter
+    (``quantile``; ``sigma_k`` for sigma; ``target_far`` for pot)."""
+
+    method: str = "quantile"
+    quantile: float = 0.995
+    sigma_k: float = 4.0
+    target_far: float = 1e-3
+
+    @classmethod
+    def of(cls, cfg: TrainSettings) -> ThresholdRule:
+        """The rule that training settings (or ``streamae calibrate``'s flags) ask for."""
+        return cls(cfg.threshold, cfg.quantile, cfg.sigma_k, cfg.target_far)
+
+    def apply(self, scores: np.ndarray) -> dict[str, Any]:
+        """:func:`calibrate` by this rule."""
+        return calibrate(
+            scores, self.method, quantile=self.quantile, k=self.sigma_k, target_far=self.target_far
+        )
+
+
+def calibrate_scorer(
+    scorer: Scorer, windows: Windows, rule: ThresholdRule
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The manifest ``threshold`` record of ``scorer``'s bundle, set by ``rule`` on held-out
+    normal ``windows``, and the scores it was set on.
+
+    The scores are those ``streamae score`` gives the same windows (same order, each key
+    smoothed from its first window by the bundle's ``ewma_alpha``): both go through
+    :func:`streamae.core.offline.score_windows`. Raises ValueError when ``rule`` cannot be
+    met on these scores (too few windows for pot, all scores 0, ...).
+    """
+    _, scores = score_windows(scorer, windows)
+    cal = rule.apply(np.maximum(scores, SCORE_FLOOR))
+    record = {
+        "value": cal["value"],
+        "method": cal["method"],
+        "params": {k: float(v) for k, v in cal.items() if k not in ("method", "value")},
+        "ewma_alpha": scorer.manifest.threshold.ewma_alpha,
+        "calibration_windows": len(windows),
+    }
+    return record, scores
+
+
+def score_summary(scores: np.ndarray) -> dict[str, float]:
+    """The manifest metrics that describe the scores a threshold was calibrated on."""
+    return {
+        "calibration_score_median": float(np.median(scores)),
+        "calibration_score_max": float(scores.max()),
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ class ConvAutoencoder(Autoencoder):
 
     def __init__(self, window: int, n_features: int, hidden: int, code: int, **kw: bool) -> None:
         super().__init__(window, n_features, **kw)
-        conv = {"kernel_size": 7, "stride": 2, "padding": 3}
+        conv: dict[str, Any] = {"kernel_size": 7, "stride": 2, "padding": 3}
         self.encoder = nn.Sequential(
             nn.Conv1d(n_features, hidden, **conv), nn.ReLU(), nn.Conv1d(hidden, code, **conv), nn.ReLU()
         )
@@ -220,7 +221,8 @@ class PCAReconstructor(Autoencoder):
         return (z @ self.components + self.center).unflatten(1, (self.window, self.n_features))
 
 
-_CLASSES: dict[str, type[Autoencoder]] = {
+# every class takes (window, n_features, hidden, code, sigmoid_output=, **its knobs)
+_CLASSES: dict[str, Callable[..., Autoencoder]] = {
     "dense": DenseAutoencoder,
     "denoising": DenoisingAutoencoder,
     "sparse": SparseAutoencoder,

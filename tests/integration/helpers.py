@@ -8,13 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kafka import TopicPartition
+import orjson
+from kafka import KafkaConsumer, TopicPartition
 
 from streamae.core.bundle import load_bundle
 from streamae.core.config import KafkaSettings, Settings
 from streamae.core.scoring import Scorer
-from streamae.serving.kafka_python import ensure_daemon_topics, follow, make_consumer, make_producer
+from streamae.serving.backends import open_transport
+from streamae.serving.checkpoint import scored_through
+from streamae.serving.kafka_admin import ensure_daemon_topics, follow
+from streamae.serving.kafka_python import KafkaPythonTransport, client_configs
 from streamae.serving.loop import Daemon
+from streamae.serving.transport import Offset, Partition
 
 
 def settings_for(bootstrap: str, topics: dict[str, str], **sections: Any) -> Settings:
@@ -40,6 +45,26 @@ def read_topic(
     return docs
 
 
+def read_to_end(k: KafkaSettings, topic: str, timeout_s: float = 30) -> list[dict]:
+    """Every message ``topic`` holds now (up to its end offsets), decoded: a complete read,
+    not one that stops after a while."""
+    consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        end = consumer.end_offsets(parts)
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        docs: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
+            for tp, records in consumer.poll(timeout_ms=200).items():
+                docs.extend(orjson.loads(r.value) for r in records if r.offset < end[tp])
+        return docs
+    finally:
+        consumer.close()
+
+
 class DaemonThread:
     """A daemon in a background thread; ``close()`` stops it and re-raises its failure."""
 
@@ -48,7 +73,7 @@ class DaemonThread:
         if create_topics:
             ensure_daemon_topics(k)
         scorer = Scorer(load_bundle(bundle), ["CPUExecutionProvider"])
-        self.daemon = Daemon(settings, scorer, make_consumer(k), make_producer(k))
+        self.daemon = Daemon(settings, scorer, open_transport(settings))
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -59,9 +84,9 @@ class DaemonThread:
         except BaseException as exc:  # surfaced by close()
             self.error = exc
 
-    def assigned(self) -> set:
-        """Partitions this member holds now (read from the test thread; a snapshot)."""
-        return set(self.daemon.consumer.assignment())
+    def assigned(self) -> frozenset[Partition]:
+        """Partitions this member holds now (the daemon's thread-safe snapshot)."""
+        return self.daemon.assigned()
 
     def close(self, timeout_s: float = 60) -> None:
         self.daemon.stop()
@@ -85,11 +110,24 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
         time.sleep(0.1)
 
 
-def committed(k: KafkaSettings, topic: str) -> dict[int, Any]:
-    """The group's committed OffsetAndMetadata per partition of ``topic`` (None if none)."""
-    consumer = make_consumer(k)
+def committed(k: KafkaSettings, topic: str) -> dict[int, Offset | None]:
+    """The group's committed offset (with metadata) per partition of ``topic`` (None if none)."""
+    transport = KafkaPythonTransport(k)
     try:
-        parts = sorted(consumer.partitions_for_topic(topic) or ())
-        return {p: consumer.committed(TopicPartition(topic, p), metadata=True) for p in parts}
+        parts = [Partition(topic, p) for p in sorted(transport.partitions_for_topic(topic))]
+        return {p.partition: c for p, c in transport.committed(parts).items()}
     finally:
-        consumer.close(autocommit=False)
+        transport.close()
+
+
+def all_published_and_committed(k: KafkaSettings) -> bool:
+    """Whether the group committed, for every input partition, that the outputs of all its
+    records are published (``scored_through`` at its last offset)."""
+    consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
+    try:
+        parts = [TopicPartition(k.input_topic, p) for p in consumer.partitions_for_topic(k.input_topic) or ()]
+        end = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+    marks = committed(k, k.input_topic)
+    return all(scored_through(marks[tp.partition]) >= end[tp] - 1 for tp in parts if end[tp])

@@ -31,8 +31,9 @@ FORBIDDEN = {
     "serving": {"torch", "matplotlib", "sklearn", "pandas"},
     "evaluation": {"torch", "kafka", "confluent_kafka"},
 }
-# the only serving modules that may import a Kafka client library
-TRANSPORTS = {"kafka_python.py", "confluent.py"}
+# the only serving modules that may import a Kafka client library (the transports, and the
+# administration tools beside them)
+TRANSPORTS = {"kafka_python.py", "kafka_admin.py", "confluent.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -14,8 +14,6 @@ def test_round_trip_keeps_manifest_and_model(bundle_dir):
     assert m.variant == "dense" and m.window == 20 and m.stride == 1
     assert m.features == ["temperature", "pressure", "vibration", "flow", "power"]
     assert m.threshold.method == "pot" and m.threshold.value > 0
-    assert m.checksum.startswith("sha256:")
-    assert m.metrics["onnx_parity_max_abs_diff"] < 1e-4
     assert not list(bundle_dir.parent.glob(f".{bundle_dir.name}*"))  # no temp dirs left behind
 
 

@@ -19,30 +19,37 @@ FLAGS = np.array([0, 1, 0, 1, 0, 0, 0, 0, 1], dtype=bool)
 TS = 100.0 + 10.0 * np.arange(9)
 
 
+def _counts(m: dict) -> tuple[int, int, int, int]:
+    """(tp, fp, fn, tn) of a point-metrics dict."""
+    return tuple(
+        m[f"{k}_windows"] for k in ("true_positive", "false_positive", "false_negative", "true_negative")
+    )
+
+
 def test_point_metrics_hand_worked():
     m = point_metrics(LABELS, FLAGS)
-    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (1, 2, 3, 3)
+    assert _counts(m) == (1, 2, 3, 3)
     assert m["precision"] == pytest.approx(1 / 3)
     assert m["recall"] == pytest.approx(1 / 4)
     assert m["f1"] == pytest.approx(2 / 7)
-    assert m["far"] == pytest.approx(40.0)  # 2 / 5 normal rows, in percent
-    assert m["mar"] == pytest.approx(75.0)  # 3 / 4 anomalous rows, in percent
+    assert m["false_alarm_rate_pct"] == pytest.approx(40.0)  # 2 / 5 normal rows, in percent
+    assert m["missed_alarm_rate_pct"] == pytest.approx(75.0)  # 3 / 4 anomalous rows, in percent
 
 
 def test_point_metrics_zero_denominators():
     m = point_metrics(np.zeros(4), np.zeros(4, dtype=bool))
     assert m == {
-        "tp": 0,
-        "fp": 0,
-        "fn": 0,
-        "tn": 4,
+        "true_positive_windows": 0,
+        "false_positive_windows": 0,
+        "false_negative_windows": 0,
+        "true_negative_windows": 4,
         "precision": 0.0,
         "recall": 0.0,
         "f1": 0.0,
-        "far": 0.0,
-        "mar": 0.0,
+        "false_alarm_rate_pct": 0.0,
+        "missed_alarm_rate_pct": 0.0,
     }
-    assert point_metrics([], [])["far"] == 0.0
+    assert point_metrics(np.array([]), np.array([]))["false_alarm_rate_pct"] == 0.0
 
 
 def test_events_hand_worked():
@@ -56,9 +63,9 @@ def test_point_adjust_hand_worked():
     got = point_adjust(LABELS, FLAGS)
     np.testing.assert_array_equal(got, [0, 1, 1, 1, 1, 0, 0, 0, 1])
     m = point_metrics(LABELS, got)
-    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (3, 2, 1, 3)
+    assert _counts(m) == (3, 2, 1, 3)
     assert m["f1"] == pytest.approx(2 / 3)
-    assert m["mar"] == pytest.approx(25.0)
+    assert m["missed_alarm_rate_pct"] == pytest.approx(25.0)
 
 
 def test_point_adjust_event_at_array_end():
@@ -68,14 +75,14 @@ def test_point_adjust_event_at_array_end():
 
 def test_event_metrics_hand_worked():
     m = event_metrics(LABELS, FLAGS, TS)
-    assert m["events"] == 2
-    assert m["detected"] == 1
+    assert m["labelled_events"] == 2
+    assert m["detected_events"] == 1
     assert m["event_recall"] == 0.5
-    assert m["delay_mean_s"] == 10.0  # event starts at 120 s, first flag at 130 s
-    assert m["delay_median_s"] == 10.0
+    assert m["detection_delay_mean_s"] == 10.0  # event starts at 120 s, first flag at 130 s
+    assert m["detection_delay_median_s"] == 10.0
     assert m["false_alarm_events"] == 2  # rows 1 and 8
     assert m["span_days"] == pytest.approx(80.0 / 86_400)
-    assert m["false_alarms_per_day"] == pytest.approx(2 * 86_400 / 80.0)
+    assert m["false_alarm_events_per_day"] == pytest.approx(2 * 86_400 / 80.0)
 
 
 def test_event_delays_mean_and_median():
@@ -84,21 +91,21 @@ def test_event_delays_mean_and_median():
     ts = np.arange(15) * 10.0
     m = event_metrics(labels, flags, ts)
     # delays 0, 10, 50 s; the last event (row 14) is missed
-    assert (m["events"], m["detected"], m["event_recall"]) == (4, 3, 0.75)
-    assert m["delay_mean_s"] == pytest.approx(20.0)
-    assert m["delay_median_s"] == 10.0
+    assert (m["labelled_events"], m["detected_events"], m["event_recall"]) == (4, 3, 0.75)
+    assert m["detection_delay_mean_s"] == pytest.approx(20.0)
+    assert m["detection_delay_median_s"] == 10.0
     assert m["false_alarm_events"] == 0
 
 
 def test_event_metrics_none_cases():
     m = event_metrics(np.zeros(3), np.array([0, 1, 0]), np.full(3, 5.0))
-    assert m["events"] == 0 and m["event_recall"] is None
-    assert m["delay_mean_s"] is None and m["delay_median_s"] is None
+    assert m["labelled_events"] == 0 and m["event_recall"] is None
+    assert m["detection_delay_mean_s"] is None and m["detection_delay_median_s"] is None
     assert m["false_alarm_events"] == 1
-    assert m["false_alarms_per_day"] is None  # zero time span
+    assert m["false_alarm_events_per_day"] is None  # zero time span
     m = event_metrics(np.array([0, 1, 1]), np.zeros(3), np.arange(3.0))
-    assert (m["events"], m["detected"], m["event_recall"]) == (1, 0, 0.0)
-    assert m["delay_mean_s"] is None
+    assert (m["labelled_events"], m["detected_events"], m["event_recall"]) == (1, 0, 0.0)
+    assert m["detection_delay_mean_s"] is None
 
 
 def test_series_boundaries_split_events_and_flag_runs():
@@ -111,28 +118,29 @@ def test_series_boundaries_split_events_and_flag_runs():
     np.testing.assert_array_equal(point_adjust(labels, flags), [0, 1, 1, 1, 1, 0])
     ts = np.array([0.0, 50.0, 100.0, 1000.0, 1100.0, 1200.0])
     m = event_metrics(labels, flags, ts, series)
-    assert (m["events"], m["detected"]) == (2, 1)
-    assert m["delay_mean_s"] == 0.0
+    assert (m["labelled_events"], m["detected_events"]) == (2, 1)
+    assert m["detection_delay_mean_s"] == 0.0
     assert m["span_days"] == pytest.approx(300.0 / 86_400)  # 100 s + 200 s, not 1200 s
 
     # a flagged run over the boundary with no labels counts once per series
     fa = event_metrics(np.zeros(6), np.array([0, 0, 1, 1, 0, 0]), ts, series)
     assert fa["false_alarm_events"] == 2
-    assert fa["false_alarms_per_day"] == pytest.approx(2 * 86_400 / 300.0)
+    assert fa["false_alarm_events_per_day"] == pytest.approx(2 * 86_400 / 300.0)
     assert event_metrics(np.zeros(6), np.array([0, 0, 1, 1, 0, 0]), ts)["false_alarm_events"] == 1
 
 
 def test_ranking_metrics_hand_worked():
     perfect = ranking_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
-    assert perfect == {"roc_auc": 1.0, "pr_auc": 1.0}
+    assert perfect == {"roc_auc": 1.0, "pr_auc_average_precision": 1.0}
     m = ranking_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
     assert m["roc_auc"] == pytest.approx(3 / 4)  # 3 of 4 (positive, negative) pairs ordered
-    assert m["pr_auc"] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert m["pr_auc_average_precision"] == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
 
 
 def test_ranking_metrics_single_class_and_nan():
-    assert ranking_metrics(np.zeros(3), np.arange(3.0)) == {"roc_auc": None, "pr_auc": None}
-    assert ranking_metrics(np.ones(3), np.arange(3.0)) == {"roc_auc": None, "pr_auc": None}
+    none = {"roc_auc": None, "pr_auc_average_precision": None}
+    assert ranking_metrics(np.zeros(3), np.arange(3.0)) == none
+    assert ranking_metrics(np.ones(3), np.arange(3.0)) == none
     with pytest.raises(ValueError, match="non-finite"):
         ranking_metrics(np.array([0, 1]), np.array([0.1, np.nan]))
 
@@ -155,10 +163,10 @@ def _plain(obj):
 def test_evaluate_combines_and_is_json_ready():
     scores = np.array([0.1, 0.5, 0.3, 0.9, 0.4, 0.1, 0.2, 0.35, 0.6])
     out = evaluate(LABELS, FLAGS, scores, TS)
-    assert set(out) == {"rows", "point", "point_adjusted", "event", "ranking"}
-    assert out["rows"] == 9
+    assert set(out) == {"windows", "point", "point_adjusted", "event", "ranking"}
+    assert out["windows"] == 9
     assert out["point"] == point_metrics(LABELS, FLAGS)
-    assert out["point_adjusted"]["tp"] == 3
+    assert _counts(out["point_adjusted"]) == (3, 2, 1, 3)  # as hand-worked in test_point_adjust
     assert out["event"] == event_metrics(LABELS, FLAGS, TS)
     assert out["ranking"] == ranking_metrics(LABELS, scores)
     assert _plain(out)
@@ -169,7 +177,7 @@ def test_evaluate_pooled_series():
     series = np.repeat([1, 2], 9)
     labels, flags = np.tile(LABELS, 2), np.tile(FLAGS, 2)
     out = evaluate(labels, flags, np.tile(np.arange(9.0), 2), np.tile(TS, 2), series)
-    assert out["point"]["tp"] == 2
-    assert out["event"]["events"] == 4 and out["event"]["detected"] == 2
-    assert out["event"]["false_alarms_per_day"] == pytest.approx(4 * 86_400 / 160.0)
+    assert out["point"]["true_positive_windows"] == 2
+    assert out["event"]["labelled_events"] == 4 and out["event"]["detected_events"] == 2
+    assert out["event"]["false_alarm_events_per_day"] == pytest.approx(4 * 86_400 / 160.0)
     assert _plain(out)

@@ -1,4 +1,5 @@
 import pandas as pd
+from pictures import assert_picture
 
 from streamae.evaluation.plots import label_spans, plot_scores
 
@@ -30,4 +31,5 @@ def test_plot_writes_a_png(tmp_path):
         pd.DataFrame({"key": ["a"], "start": [2700], "end": [2940]}),
         [("a", 2760.0, 2940.0)],
     )
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path == tmp_path / "p.png"
+    assert_picture(path, (12, 2.2 * 1 + 0.8))  # one panel per key

@@ -1,20 +1,22 @@
-"""streamae evaluate / inspect: the report, its metrics and plots, and bundle inspection."""
+"""streamae evaluate: the report, its metrics, table and plots."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from pictures import assert_picture
 
 from streamae.cli import main
 from streamae.core.bundle import load_bundle
-from streamae.core.config import AlertSettings, TrainSettings
+from streamae.core.config import AlertSettings, load_settings
+from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
-from streamae.evaluation.report import evaluate_frame, format_table, latent_points
+from streamae.evaluation.metrics import evaluate
+from streamae.evaluation.report import evaluate_frame, format_table
 
 WINDOW = 20  # bundle_dir's window
 
@@ -30,16 +32,6 @@ def stream_csv(stream: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -
     path = tmp_path_factory.mktemp("stream") / "stream.csv"
     stream.to_csv(path, index=False)
     return path
-
-
-@pytest.fixture(scope="module")
-def code2_bundle(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny dense bundle whose code is two-dimensional."""
-    from streamae.training.fit import fit
-
-    out = tmp_path_factory.mktemp("code2") / "dense2"
-    fit(history, out, TrainSettings(window=10, epochs=2, code=2), progress=False)
-    return out
 
 
 def _windows_per_key(frame: pd.DataFrame, window: int) -> int:
@@ -67,9 +59,22 @@ def test_evaluate_writes_report_plots_and_table(bundle_dir, stream, stream_csv, 
     assert pooled["event"]["labelled_events"] == 4  # two per machine, never merged across keys
     assert set(report["per_series"]) == {"machine-01", "machine-02"}
     assert sum(s["windows"] for s in report["per_series"].values()) == pooled["windows"]
+    # the pooled metrics are those of the scores `streamae score` gives, under the names
+    # evaluation.metrics gives them: one name per metric
+    scores = score_frame(stream, Scorer.load(bundle_dir, load_settings()), "s")
+    labels = stream["label"].to_numpy()[scores["source_offset_end"]] > 0
+    ordered = scores.assign(label=labels).sort_values("key", kind="stable")
+    expected = evaluate(
+        ordered["label"].to_numpy(),
+        ordered["is_anomaly"].to_numpy(),
+        ordered["raw_score"].to_numpy(),
+        ordered["window_end"].to_numpy(),
+        ordered["key"].to_numpy(),
+    )
+    assert pooled == json.loads(json.dumps(expected))
     for key in report["per_series"]:
         png = out / f"{key}.png"
-        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+        assert_picture(png, (12, 2.2 * 1 + 0.8))  # one panel: this key's scores
         assert report["plots"][key] == str(png)
 
     assert "pooled" in printed and "machine-01" in printed and "F1 PA" in printed
@@ -108,64 +113,6 @@ def test_evaluate_without_label_column_names_it(bundle_dir, history, tmp_path, c
     err = capsys.readouterr().err
     assert "'label'" in err and "h.csv" in err
     assert not (tmp_path / "out").exists()
-
-
-def test_inspect_without_data_prints_manifest_and_training_curve(bundle_dir, tmp_path, capsys):
-    bundle = tmp_path / "b"
-    shutil.copytree(bundle_dir, bundle)  # the default output lands inside the bundle
-    assert main(["inspect", str(bundle)]) == 0
-    out = capsys.readouterr().out
-    m = load_bundle(bundle).manifest
-    assert f"variant      {m.variant}" in out and f"by {m.threshold.method}" in out
-    assert "need data" in out
-    assert (bundle / "inspect" / "training_curve.png").stat().st_size > 10_000
-    assert sorted(p.name for p in (bundle / "inspect").iterdir()) == ["training_curve.png"]
-
-
-def test_inspect_with_labelled_data_writes_histogram_and_latent(bundle_dir, stream_csv, tmp_path, capsys):
-    out = tmp_path / "insp"
-    assert main(["inspect", str(bundle_dir), str(stream_csv), "-o", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "dense" in printed and "quantile" in printed and "labelled anomalous" in printed
-    for name in ("training_curve.png", "score_histogram.png", "latent.png"):
-        assert (out / name).stat().st_size > 10_000, name
-
-
-def test_inspect_with_unlabelled_data(code2_bundle, history, tmp_path, capsys):
-    data = tmp_path / "h.csv"
-    history.head(600).to_csv(data, index=False)
-    assert main(["inspect", str(code2_bundle), str(data), "-o", str(tmp_path / "o")]) == 0
-    printed = capsys.readouterr().out
-    assert "code size 2" in printed and "labelled anomalous" not in printed
-    assert (tmp_path / "o" / "latent.png").stat().st_size > 10_000
-
-
-def test_latent_points_pca_for_wide_codes(bundle_dir, stream):
-    scorer = Scorer(load_bundle(bundle_dir))
-    assert scorer.manifest.code_size == 8
-    from streamae.evaluation.report import _score_windows
-
-    windows, scores = _score_windows(stream, scorer, "s")
-    points, xlabel, ylabel = latent_points(scorer.encode(windows.data), scores)
-    assert points.shape == (len(windows), 2)
-    assert "PCA 1" in xlabel and "8-d" in xlabel and "PCA 2" in ylabel
-    assert points[:, 0].var() >= points[:, 1].var()  # first component carries the most variance
-
-
-def test_latent_points_direct_for_two_dimensional_codes(code2_bundle, stream):
-    scorer = Scorer(load_bundle(code2_bundle))
-    codes = scorer.encode(np.stack([stream[scorer.manifest.features].to_numpy(np.float32)[:10]] * 3))
-    points, xlabel, ylabel = latent_points(codes, np.ones(3))
-    assert codes.shape == (3, 2)
-    np.testing.assert_array_equal(points, codes)
-    assert (xlabel, ylabel) == ("code[0]", "code[1]")
-
-
-def test_latent_points_one_dimensional_code_uses_the_score():
-    points, xlabel, ylabel = latent_points(np.array([[0.5], [1.0]]), np.array([0.1, 10.0]))
-    assert xlabel == "code[0]"
-    np.testing.assert_allclose(points, [[0.5, -1.0], [1.0, 1.0]])
-    assert ylabel == "log10 window score"
 
 
 def test_non_numeric_labels_are_a_data_error(bundle_dir, stream, tmp_path, capsys):

@@ -1,0 +1,33 @@
+"""Which Kafka client library serves: one transport module per library, chosen by name.
+
+A backend module implements ``transport.Transport`` (``open_transport``). Adding a client
+library is one new module and one line in :data:`BACKENDS`; nothing else in serving imports
+a client library. Administration (waiting for the broker, creating topics) is not on the hot
+path and always uses kafka-python (``kafka_admin``), whichever library serves.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol, cast
+
+from streamae.core.config import KafkaSettings, Settings
+from streamae.serving.transport import Transport
+
+BACKENDS = {"kafka-python": "streamae.serving.kafka_python"}  # STREAMAE_KAFKA__BACKEND -> module
+
+
+class Backend(Protocol):
+    """What a backend module provides."""
+
+    def open_transport(self, k: KafkaSettings) -> Transport: ...
+
+
+def backend(name: str) -> Backend:
+    """The backend module called ``name`` (imported on first use)."""
+    return cast(Backend, importlib.import_module(BACKENDS[name]))
+
+
+def open_transport(settings: Settings) -> Transport:
+    """A transport for ``settings`` on the configured client library."""
+    return backend(settings.kafka.backend).open_transport(settings.kafka)

@@ -1,0 +1,104 @@
+"""What the loop holds for one assigned partition: windows per key, alert policy, smoothing.
+
+Built fresh when a partition's first records arrive after an assignment, restored from
+the state store (alerts and smoothing; windows are rebuilt by the replay), and dropped
+when the partition is revoked.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streamae.core.alerts import AlertPolicy
+from streamae.core.config import Settings
+from streamae.core.scoring import ScoreBatch, Scorer
+from streamae.core.windows import Windows, WindowStore
+from streamae.serving.decode import Rejected
+from streamae.serving.state_store import SavedState
+from streamae.serving.transport import Partition
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Score messages and alert events of one partition's scored windows."""
+
+    scores: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    replayed: int  # windows rebuilt by a replay: published before, so left out
+
+
+@dataclass
+class PartitionState:
+    partition: Partition
+    features: tuple[str, ...]
+    store: WindowStore
+    policy: AlertPolicy
+    smoothing: dict[str, float] = field(default_factory=dict)  # key → last EWMA score
+
+    @classmethod
+    def fresh(cls, partition: Partition, scorer: Scorer, settings: Settings) -> PartitionState:
+        m, a = scorer.manifest, settings.alerts
+        return cls(
+            partition,
+            tuple(m.features),
+            WindowStore(m.window, m.stride, len(m.features), settings.windows.idle_ttl_s),
+            AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
+        )
+
+    def discarded(self) -> list[Rejected]:
+        """Readings no window will cover (their key fell silent past the idle TTL), as dead
+        letters; the value is the reading as decoded (the record itself is long gone)."""
+        out = []
+        for d in self.store.drain_discarded():
+            r = d.readings
+            rows = zip(r.keys.tolist(), r.ts.tolist(), r.values.tolist(), r.offsets.tolist(), d.reasons)
+            for key, ts, values, offset, reason in rows:
+                value = orjson.dumps({"key": key, "ts": ts, "values": dict(zip(self.features, values))})
+                p = self.partition
+                out.append(Rejected(p.topic, p.partition, offset, key.encode(), value, reason))
+        return out
+
+    def restore(self, saved: SavedState) -> bool:
+        """Continue from ``saved``; False (and a fresh policy) when it does not fit this policy."""
+        policy = copy.deepcopy(self.policy)  # a failed restore must leave the fresh one intact
+        try:
+            policy.restore(saved.alerts)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: saved alert state does not restore (%r); starting fresh", self.partition, exc)
+            return False
+        self.policy = policy
+        self.smoothing.update(saved.smoothing)
+        return True
+
+    def snapshot(self, scored_through: int) -> SavedState:
+        return SavedState(scored_through, self.policy.snapshot(), dict(self.smoothing))
+
+    def oldest_offset(self) -> int | None:
+        """The oldest offset a future window needs, after forgetting idle keys."""
+        if evicted := self.store.evict_idle():
+            for key in evicted:  # their smoothing too: state stays bounded by live keys
+                self.smoothing.pop(key, None)
+            log.info("%s: forgot %d idle key(s)", self.partition, len(evicted))
+        return self.store.oldest_offset()
+
+    def outputs(
+        self, scorer: Scorer, windows: Windows, batch: ScoreBatch, scored_through: int, top_k: int
+    ) -> Outputs:
+        """Score messages and alert events of scored ``windows``; windows ending at or
+        before ``scored_through`` were published before a restart and their effect is in
+        the restored state, so they are neither published nor fed to the alert policy."""
+        fresh = windows.last_offset > scored_through
+        n_fresh = int(fresh.sum())
+        if n_fresh < len(windows):
+            windows = windows.select(fresh)
+            batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
+        messages = scorer.messages(windows, batch, top_k, self.smoothing)
+        events = [event for _, event in self.policy.update(messages)]
+        return Outputs(messages, events, len(fresh) - n_fresh)

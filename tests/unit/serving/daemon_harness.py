@@ -1,0 +1,61 @@
+"""Run a daemon on the in-memory transport: settings, a stop after so many polls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from memory_transport import MemoryTransport
+
+from streamae.core.config import Settings
+from streamae.core.scoring import Scorer
+from streamae.serving.loop import Daemon
+from streamae.serving.transport import Partition
+
+WINDOW = 4  # of the tiny bundle (conftest.py)
+TOPICS = {
+    "input_topic": "in",
+    "scores_topic": "scores",
+    "alerts_topic": "alerts",
+    "dlq_topic": "dlq",
+    "state_topic": "state",
+}
+
+
+def settings(**sections: Any) -> Settings:
+    return Settings(
+        kafka={**TOPICS, **sections.pop("kafka", {})},
+        batch={"max_wait_ms": 100, **sections.pop("batch", {})},
+        model={"providers": ["CPUExecutionProvider"]},
+        **sections,
+    )
+
+
+def run_daemon(
+    transport: MemoryTransport,
+    scorer: Scorer,
+    script: Callable[[MemoryTransport, Daemon], None] | None = None,
+    stop_after_polls: int = 60,
+    commit_interval_ms: int | None = None,
+    commit_every: int | None = None,
+    **sections: Any,
+) -> Daemon:
+    """Run a daemon on ``transport``, calling ``script`` at every poll, until
+    ``stop_after_polls`` polls (then it drains and returns)."""
+    commit = {"commit_interval_ms": commit_interval_ms, "commit_every": commit_every}
+    kafka = {k: v for k, v in commit.items() if v is not None} | sections.pop("kafka", {})
+    daemon = Daemon(settings(kafka=kafka, **sections), scorer, transport, clock=transport.clock)
+
+    def on_poll(t: MemoryTransport) -> None:
+        if script is not None:
+            script(t, daemon)
+        if t.polls >= stop_after_polls:
+            daemon.stop()
+
+    transport.on_poll = on_poll
+    daemon.run()
+    return daemon
+
+
+IN0 = Partition("in", 0)
+IN1 = Partition("in", 1)

@@ -1,0 +1,214 @@
+"""The loop on the in-memory transport: commit order, failed deliveries, rebalances, replays."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+from daemon_harness import IN0, IN1, WINDOW, run_daemon
+from memory_transport import MemoryTransport
+
+from streamae.serving.checkpoint import scored_through
+from streamae.serving.errors import CommitRefused, CommitTimeout, DeliveryError
+from streamae.serving.loop import Daemon
+from streamae.serving.transport import Offset
+
+
+def window_ends(t: MemoryTransport, partition: int | None = None) -> list[int]:
+    """The last offset of every published window, in order."""
+    return [orjson.loads(r.value)["source"]["offset_end"] for r in t.records("scores", partition)]
+
+
+def fill(t: MemoryTransport, reading, n: int, partition: int = 0, key: str = "m1", start: int = 0) -> None:
+    for i in range(start, start + n):
+        t.produce("in", partition, key.encode(), reading(i, key))
+
+
+def test_outputs_are_acknowledged_then_state_saved_then_offsets_committed(scorer, reading):
+    t = MemoryTransport()
+    fill(t, reading, 10)
+    daemon = run_daemon(t, scorer)
+
+    assert window_ends(t) == list(range(WINDOW - 1, 10))  # every window once, in order
+    steps = t.sent()
+    first_commit = steps.index("commit")
+    before = steps[:first_commit]
+    last_score = max(i for i, s in enumerate(before) if s == "send:scores")
+    state = before.index("send:state")
+    # scores → flush (acknowledged) → state → flush (acknowledged) → commit
+    assert "flush" in before[last_score:state] and before[state + 1 :] == ["flush"]
+    # the commit: the oldest reading a future window needs, and what is published
+    c = t.commits[IN0]
+    assert c.offset == 10 - (WINDOW - 1) and scored_through(c) == 9
+    saved = orjson.loads(t.records("state", 0)[-1].value)
+    assert saved["format"] == 1 and saved["scored_through"] == 9
+    assert daemon.stats.windows == 10 - WINDOW + 1 and daemon.stats.commits == 1
+
+
+def test_a_failed_delivery_prevents_the_commit_and_names_its_cause(scorer, reading):
+    t = MemoryTransport(failing_topics={"scores"})
+    fill(t, reading, 10)
+    with pytest.raises(DeliveryError, match="broker refused a record of scores") as exc:
+        run_daemon(t, scorer)
+    assert isinstance(exc.value.__cause__, RuntimeError)
+    assert "commit" not in t.sent() and "send:state" not in t.sent()
+    assert not t.commits
+
+
+def test_commits_wait_for_the_interval_not_every_micro_batch(scorer, reading):
+    t = MemoryTransport()
+
+    def trickle(t: MemoryTransport, _: object) -> None:  # a reading every 0.1 s for 3 s
+        if t.polls <= 30:
+            fill(t, reading, 1, start=t.polls - 1)
+            t.clock.advance(0.1)
+
+    daemon = run_daemon(t, scorer, trickle, stop_after_polls=40, commit_interval_ms=1000)
+    # micro-batches every 100-200 ms, commits about once a second (and at the drain)
+    assert daemon.stats.batches >= 10 and 3 <= daemon.stats.commits <= 5
+
+
+def test_commit_every_count_commits_before_the_interval(scorer, reading):
+    t = MemoryTransport()
+    fill(t, reading, 10)
+    run_daemon(
+        t,
+        scorer,
+        stop_after_polls=3,
+        commit_every=4,
+        kafka={"max_poll_records": 2},
+        batch={"max_windows": 1},  # score each window at once
+    )
+    # 2 records a poll and no time passing: the count commits after 4, then the drain
+    commits = [scored_through(e[1][IN0]) for e in t.log if e[0] == "commit"]
+    assert commits == [3, 5]
+
+
+def test_revoke_mid_batch_drops_pending_windows_and_seeks_back(scorer, reading, caplog):
+    """The partition comes straight back before anything was committed: its windows were
+    never scored, so it must be read again from where this member started it."""
+    t = MemoryTransport()
+    fill(t, reading, 10)
+
+    def script(t: MemoryTransport, _: object) -> None:
+        if t.polls == 3:
+            t.rebalance(revoke=[IN0, IN1], assign=[IN0, IN1])
+
+    caplog.set_level(logging.INFO)
+    daemon = run_daemon(t, scorer, script, stop_after_polls=8, batch={"max_wait_ms": 60_000})
+    assert "7 unscored windows" in caplog.text
+    assert ("seek", IN0, 0) in t.log  # the client would have gone on from offset 10
+    assert window_ends(t) == list(range(WINDOW - 1, 10))  # each once
+    assert daemon.stats.readings == 20
+
+
+def test_revoke_after_a_commit_replays_from_it_and_publishes_nothing_twice(scorer, reading, caplog):
+    t = MemoryTransport()
+    fill(t, reading, 10)
+
+    def script(t: MemoryTransport, _: object) -> None:
+        if t.polls == 20:  # the first 10 are committed by now
+            fill(t, reading, 5, start=10)
+        if t.polls == 23:  # these are scored, their outputs wait for the next commit
+            t.rebalance(revoke=[IN0, IN1], assign=[IN0, IN1])
+
+    caplog.set_level(logging.INFO)
+    daemon = run_daemon(t, scorer, script, stop_after_polls=50)
+    assert "0 unscored windows and 5 unpublished outputs" in caplog.text
+    assert window_ends(t) == list(range(WINDOW - 1, 15))
+    assert ("seek", IN0, 10 - (WINDOW - 1)) in t.log
+    assert daemon.stats.readings == 10 + 5 + (WINDOW - 1) + 5  # the tail is read again
+
+
+def test_replayed_windows_are_rebuilt_but_not_republished(scorer, reading, caplog):
+    """A new member resumes from a commit whose offset is before scored_through."""
+    t = MemoryTransport()
+    fill(t, reading, 12)
+    first = run_daemon(t, scorer)
+    assert scored_through(t.commits[IN0]) == 11
+    t.commits[IN0] = Offset(5, t.commits[IN0].metadata)  # replay more than the window tail
+    fill(t, reading, 3, start=12)
+    caplog.set_level(logging.INFO)
+    second = run_daemon(MemoryTransport(topics=t.topics, commits=t.commits), scorer)
+    assert "alert state restored" in caplog.text
+    assert second.stats.replayed_windows == 11 - 5 - (WINDOW - 1) + 1
+    assert second.stats.windows == 3 and first.stats.windows == 12 - WINDOW + 1
+
+
+def test_a_commit_refused_by_a_rebalance_is_not_fatal(scorer, reading, caplog):
+    t = MemoryTransport(commit_errors=[CommitRefused("the group is rebalancing")])
+
+    def script(t: MemoryTransport, _: object) -> None:
+        if t.polls == 15:
+            t.rebalance(revoke=[IN0, IN1], assign=[IN0, IN1])
+
+    fill(t, reading, 10)
+    run_daemon(t, scorer, script, stop_after_polls=40)
+    assert "commit refused" in caplog.text
+    # at-least-once: nothing committed the first time, so the replay publishes again
+    assert set(window_ends(t)) == set(range(WINDOW - 1, 10))
+    assert scored_through(t.commits[IN0]) == 9
+
+
+def test_a_commit_timeout_is_carried_by_the_next_commit(scorer, reading, caplog):
+    t = MemoryTransport(commit_errors=[CommitTimeout("no answer")])
+    fill(t, reading, 10)
+    daemon = run_daemon(t, scorer)
+    assert "commit not answered" in caplog.text
+    assert window_ends(t) == list(range(WINDOW - 1, 10))  # published once all the same
+    assert daemon.stats.commits == 1 and scored_through(t.commits[IN0]) == 9
+
+
+def test_dead_letters_go_with_their_batch_and_not_again_after_a_replay(scorer, reading):
+    t = MemoryTransport()
+    fill(t, reading, 5)
+    t.produce("in", 0, b"m1", b"{oops")
+    fill(t, reading, 5, start=5)
+    run_daemon(t, scorer)
+    t2 = MemoryTransport(topics=t.topics, commits={IN0: Offset(0, t.commits[IN0].metadata)})
+    run_daemon(t2, scorer)  # replays everything
+    dead = [orjson.loads(r.value) for r in t2.records("dlq")]
+    assert [(d["offset"], d["value"]) for d in dead] == [(5, "{oops")]
+
+
+def test_assigned_is_a_snapshot_of_the_callbacks(scorer):
+    t = MemoryTransport()
+    seen = []
+
+    def script(t: MemoryTransport, daemon: Daemon) -> None:
+        seen.append(daemon.assigned())  # before this poll's rebalance
+        if t.polls == 2:
+            t.rebalance(revoke=[IN0, IN1], assign=[IN1])
+
+    daemon = run_daemon(t, scorer, script, stop_after_polls=3)
+    assert seen == [frozenset(), {IN0, IN1}, {IN1}]
+    assert daemon.assigned() == frozenset()  # close() revoked everything
+
+
+def test_readings_no_window_will_cover_are_dead_lettered(scorer, reading):
+    """A key silent for longer than the idle TTL starts afresh: its partial window's
+    readings go to the dead-letter topic with the reason, so the commit can pass them."""
+    t = MemoryTransport()
+    fill(t, reading, WINDOW - 1)
+    t.produce("in", 0, b"m1", reading(1000))  # 60,000 s later
+    run_daemon(t, scorer, windows={"idle_ttl_s": 100})
+    dead = [orjson.loads(r.value) for r in t.records("dlq")]
+    assert [d["offset"] for d in dead] == list(range(WINDOW - 1))
+    assert all("IDLE_TTL" in d["reason"] and orjson.loads(d["value"])["key"] == "m1" for d in dead)
+    assert t.commits[IN0].offset == WINDOW - 1  # only the new reading is still held
+
+
+def test_a_due_commit_waits_for_the_micro_batch_without_spinning(scorer, reading):
+    timeouts: list[float] = []
+
+    class Recording(MemoryTransport):
+        def poll(self, timeout_s, max_records):
+            timeouts.append(timeout_s)
+            return super().poll(timeout_s, max_records)
+
+    t = Recording()
+    fill(t, reading, 10)
+    daemon = run_daemon(t, scorer, stop_after_polls=6, commit_interval_ms=0, batch={"max_wait_ms": 500})
+    assert min(timeouts) >= 0.25 - 1e-9  # the batch's wait, not a 1 ms spin on the due commit
+    assert daemon.stats.commits == 1 and window_ends(t) == list(range(WINDOW - 1, 10))
