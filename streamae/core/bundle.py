@@ -63,6 +63,19 @@ class Threshold(_Strict):
     calibration_windows: int = Field(ge=1, description="held-out normal windows it was set on")
 
 
+class ScoreSpec(_Strict):
+    """How a window's reconstruction errors become its score (see ``core/scoring.py``)."""
+
+    time_weighting: Literal["uniform", "recent"] = Field(
+        "uniform", description="recent: weights halve every half_life readings back from the newest"
+    )
+    half_life: float | None = Field(None, gt=0, description="readings; None: a quarter of the window")
+    feature_norm: bool = Field(
+        False, description="divide each feature's error by its held-out normal mean before pooling"
+    )
+    feature_pool: Literal["mean", "max"] = "mean"
+
+
 class Manifest(_Strict):
     format_version: Literal[2] = FORMAT_VERSION
     model_version: str
@@ -75,8 +88,10 @@ class Manifest(_Strict):
     code_size: int = Field(ge=1, description="width of the graph's 'code' output (latent vector)")
     threshold: Threshold
     feature_error_scale: list[Annotated[float, Field(gt=0)]] = Field(
-        description="mean per-feature error on training windows, to rank contributions fairly"
+        description="mean per-feature error on held-out normal windows: ranks contributions "
+        "fairly, and normalises the score when score.feature_norm is set"
     )
+    score: ScoreSpec = ScoreSpec()
     metrics: dict[str, float] = {}
     training: dict[str, Any] = {}
     created_at: datetime

@@ -159,6 +159,14 @@ class TrainSettings(_Section):
     ewma_alpha: float = Field(
         1.0, gt=0, le=1, description="smooth scores per key before the threshold (1: off)"
     )
+    time_weighting: Literal["uniform", "recent"] = Field(
+        "uniform", description="window score: errors weighted evenly, or halving every half-life back"
+    )
+    half_life: float | None = Field(None, gt=0, description="recent weighting: readings (default window/4)")
+    feature_norm: bool = Field(
+        False, description="window score: each feature's error over its held-out normal mean"
+    )
+    feature_pool: Literal["mean", "max"] = Field("mean", description="window score across features")
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
 

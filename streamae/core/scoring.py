@@ -1,11 +1,15 @@
 """Score windows with the bundle's ONNX autoencoder.
 
-Raw score = mean squared reconstruction error of the scaled window; the per-feature
-errors (averaged over time, normalised by their training means) say which sensors
-caused it. When the bundle says so, raw scores are smoothed per key (EWMA) before they
-meet the threshold. The daemon and ``streamae score`` both go through :meth:`Scorer.messages`;
-calibration scores its held-out windows through :meth:`Scorer.score` and
-:meth:`Scorer.smooth`, and training feeds the model through :class:`InputScaler`, so a
+A window's squared reconstruction errors ``(W, F)`` become per-feature errors by a weighted
+mean over time — even weights, or ``recent``: halving every ``half_life`` readings back from
+the newest, so a window stamped by its last reading reflects that reading — and the score by
+pooling them across features (mean or max), optionally after dividing each by its held-out
+normal mean (``feature_norm``: a noisy sensor does not drown a quiet one). The bundle's
+``score`` section says which. Per-feature errors over their normal means also say which
+sensors caused it. When the bundle says so, raw scores are smoothed per key (EWMA) before
+they meet the threshold. The daemon and ``streamae score`` both go through
+:meth:`Scorer.messages`; calibration scores its held-out windows through :meth:`Scorer.score`
+and :meth:`Scorer.smooth`, and training feeds the model through :class:`InputScaler`, so a
 threshold is set by exactly the code that applies it.
 """
 
@@ -20,7 +24,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError, load_bundle
+from streamae.core.bundle import (
+    CODE_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    Bundle,
+    BundleError,
+    ScoreSpec,
+    load_bundle,
+)
 from streamae.core.config import Settings
 from streamae.core.smoothing import ewma
 from streamae.core.windows import Windows
@@ -61,9 +73,30 @@ class InputScaler:
         return np.clip(x, -CLIP_SIGMAS, CLIP_SIGMAS, out=x)
 
 
-def feature_errors(x: np.ndarray, recon: np.ndarray) -> np.ndarray:
-    """Mean squared error per feature over the time axis: ``(m, W, F) -> (m, F)``."""
-    out: np.ndarray = np.square(recon - x).mean(axis=1)
+def feature_errors(x: np.ndarray, recon: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Squared error per feature averaged over the time axis, evenly or with ``weights``
+    (``(W,)``, summing to 1): ``(m, W, F) -> (m, F)``."""
+    sq = np.square(recon - x)
+    out: np.ndarray = sq.mean(axis=1) if weights is None else np.einsum("mwf,w->mf", sq, weights)
+    return out
+
+
+def time_weights(spec: ScoreSpec, window: int) -> np.ndarray | None:
+    """Weights over a window's readings, oldest first (None: even weights)."""
+    if spec.time_weighting == "uniform":
+        return None
+    half_life = spec.half_life or max(1.0, window / 4)
+    w = 0.5 ** (np.arange(window - 1, -1, -1) / half_life)
+    out: np.ndarray = (w / w.sum()).astype(np.float32)
+    return out
+
+
+def pool_features(errors: np.ndarray, spec: ScoreSpec, normal_mean: np.ndarray) -> np.ndarray:
+    """Window scores ``(m,)`` from per-feature errors ``(m, F)`` as ``spec`` says."""
+    e = errors / normal_mean if spec.feature_norm else errors
+    out: np.ndarray = (
+        e.max(axis=1).astype(np.float64) if spec.feature_pool == "max" else e.mean(axis=1, dtype=np.float64)
+    )
     return out
 
 
@@ -122,6 +155,7 @@ class Scorer:
             )
         self._scaler = InputScaler(m.scaler.mean, m.scaler.scale)
         self._error_scale = np.asarray(m.feature_error_scale, dtype=np.float32)
+        self._weights = time_weights(m.score, m.window)
         in_use = self.session.get_providers()
         log.info("ONNX Runtime providers in use: %s", in_use)
         missing = [p for p in providers if p not in in_use]
@@ -163,8 +197,8 @@ class Scorer:
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]
             (recon,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})
-            errors[lo : lo + len(chunk)] = feature_errors(chunk, recon)
-        return ScoreBatch(errors.mean(axis=1, dtype=np.float64), errors)
+            errors[lo : lo + len(chunk)] = feature_errors(chunk, recon, self._weights)
+        return ScoreBatch(pool_features(errors, self.manifest.score, self._error_scale), errors)
 
     def decision_function(self, windows: np.ndarray) -> np.ndarray:
         """Raw scores ``(m,)`` of raw windows: the :class:`~streamae.core.detector.Detector` view

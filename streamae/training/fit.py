@@ -91,11 +91,13 @@ def fit(
     with torch.no_grad():
         code_size = int(model.encode(torch.from_numpy(x[:1])).shape[1])
     fields = _model_fields(cfg, features, center, scale, code_size)
-    # the Scorer the bundle will serve with: scores depend on neither of the two fields
-    # still unknown (threshold, feature_error_scale), so both are set from its scores
+    # the Scorer the bundle will serve with. Per-feature errors depend on neither field still
+    # unknown (threshold, feature_error_scale): their held-out normal means (validation
+    # windows, never optimised on) set the scale, and the scorer with it sets the threshold
+    unscaled = Scorer(_unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
+    val_errors = unscaled.score(windows.data[split.val]).feature_errors
+    fields["feature_error_scale"] = np.maximum(val_errors.mean(axis=0), 1e-12).tolist()
     scorer = Scorer(_unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
-    train_errors = scorer.score(windows.data[split.train]).feature_errors
-    fields["feature_error_scale"] = np.maximum(train_errors.mean(axis=0), 1e-12).tolist()
     try:
         fields["threshold"], cal_scores = calibrate_scorer(
             scorer, windows.select(split.calib), ThresholdRule.of(cfg)
@@ -159,18 +161,24 @@ def _model_fields(
         "scaler": {"mean": center.tolist(), "scale": scale.tolist()},
         "loss": cfg.loss,
         "code_size": code_size,
+        "score": {
+            "time_weighting": cfg.time_weighting,
+            "half_life": cfg.half_life,
+            "feature_norm": cfg.feature_norm,
+            "feature_pool": cfg.feature_pool,
+        },
     }
 
 
 def _unwritten(path: Path, model_bytes: bytes, fields: dict[str, Any], ewma_alpha: float) -> Bundle:
     """The bundle about to be written, in memory, for a :class:`Scorer`: its threshold
-    (only ``ewma_alpha`` is known, and scores do not depend on the rest) and per-feature
-    error scale (used only to rank contributions) are placeholders."""
+    (only ``ewma_alpha`` is known, and scores do not depend on the rest) is a placeholder,
+    and so is the per-feature error scale until ``fields`` has it."""
     manifest = Manifest.model_validate(
         {
-            **fields,
             "threshold": {"value": 1.0, "ewma_alpha": ewma_alpha, "calibration_windows": 1},
             "feature_error_scale": [1.0] * len(fields["features"]),
+            **fields,
             "created_at": datetime.now(timezone.utc),
             "checksum": sha256(model_bytes),
         }

@@ -43,8 +43,12 @@ def copy(bundle_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "settings",
-    [{"threshold": "pot", "target_far": 0.01}, {"threshold": "quantile", "ewma_alpha": 0.4}],
-    ids=["pot", "quantile-ewma"],
+    [
+        {"threshold": "pot", "target_far": 0.01},
+        {"threshold": "quantile", "ewma_alpha": 0.4},
+        {"threshold": "quantile", "time_weighting": "recent", "feature_norm": True, "feature_pool": "max"},
+    ],
+    ids=["pot", "quantile-ewma", "recent-normalised-max"],
 )
 def test_calibration_scores_are_what_streamae_score_gives(history, tmp_path, settings):
     result = fit(
