@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,12 +96,11 @@ def detection_args(doc: str, name: str, defaults: dict[str, object]) -> argparse
     return args
 
 
-def row_ratios(
+def fit_and_score(
     train: pd.DataFrame, frame: pd.DataFrame, cfg: TrainSettings, out: Path, source: str
-) -> np.ndarray:
-    """Train a bundle on ``train`` (one benchmark worker: one thread, quiet), score every
-    window of ``frame`` and return score / threshold per row of ``frame``, by the window
-    ending at that row (0 where no window ends)."""
+) -> tuple[pd.DataFrame, Any]:
+    """Train a bundle on ``train`` (one benchmark worker: one thread, quiet) and score every
+    window of ``frame`` through the product's path; the scores and the bundle's manifest."""
     import torch
 
     from streamae.core.bundle import load_bundle
@@ -111,9 +111,148 @@ def row_ratios(
     torch.set_num_threads(1)
     logging.disable(logging.INFO)
     fit(train, out, cfg, source=source, progress=False)
-    scorer = Scorer(load_bundle(out), ["CPUExecutionProvider"], intra_op_threads=1)
-    scores = score_frame(frame, scorer, source)
-    ratios = np.zeros(len(frame))
-    # offline offsets are row numbers of ``frame``
-    ratios[scores["source_offset_end"].to_numpy()] = (scores["score"] / scores["threshold"]).to_numpy()
-    return ratios
+    bundle = load_bundle(out)
+    scorer = Scorer(bundle, ["CPUExecutionProvider"], intra_op_threads=1)
+    return score_frame(frame, scorer, source), bundle.manifest
+
+
+def per_row(frame: pd.DataFrame, scores: pd.DataFrame, column: pd.Series) -> np.ndarray:
+    """``column`` of the score rows placed at the row of ``frame`` their window ends at (0
+    where no window ends): offline offsets are row numbers of ``frame``."""
+    out = np.zeros(len(frame))
+    out[scores["source_offset_end"].to_numpy()] = column.to_numpy()
+    return out
+
+
+def row_ratios(
+    train: pd.DataFrame, frame: pd.DataFrame, cfg: TrainSettings, out: Path, source: str
+) -> np.ndarray:
+    """Score / threshold per row of ``frame``, by the window ending at that row (0 where no
+    window ends), from a bundle trained on ``train``."""
+    scores, _ = fit_and_score(train, frame, cfg, out, source)
+    return per_row(frame, scores, scores["score"] / scores["threshold"])
+
+
+# -- machine, load and the local broker (throughput, latency, profile) -------------------
+
+
+def machine() -> str:
+    """CPU model, cores, memory and Python, for the line that says where a run was measured."""
+    import platform
+
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB RAM, {platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, as a note on what else ran meanwhile."""
+    with open("/proc/loadavg") as f:
+        return ", ".join(f.read().split()[:3])
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, whose successor is free too (the broker's controller)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port + 1)) != 0 and port < 65000:
+                return int(port)
+    raise RuntimeError("no free port pair found")
+
+
+class LocalBroker:
+    """A fresh single-node Kafka broker (``deploy/kafka.sh``) on a free port with its data
+    under ``.bench/``; stopped and its data removed on exit. It may use every core: it is
+    the infrastructure, not the system under test."""
+
+    def __init__(self, name: str) -> None:
+        self.port = free_port()
+        self.dir = ROOT / ".bench" / f"kafka-{name}-{self.port}"
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LocalBroker:
+        import subprocess
+
+        everywhere = set(range(os.cpu_count() or 1))
+        subprocess.run(
+            ["bash", str(ROOT / "deploy" / "kafka.sh"), "start", str(self.port), str(self.dir)],
+            check=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, everywhere),
+        )
+        return self
+
+    def pid(self) -> int:
+        return int((self.dir / "broker.pid").read_text())
+
+    def __exit__(self, *exc: object) -> None:
+        import shutil
+        import subprocess
+
+        subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "stop", str(self.dir)], check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of a process (VmRSS), MiB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (all its threads), seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drop_section(name: str) -> None:
+    """Remove one benchmark's section from docs/benchmarks.md (a benchmark that was retired)."""
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    text = DOC.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        DOC.write_text(head.rstrip() + "\n\n" + rest.split(end, 1)[1].lstrip())
+
+
+def fit_keeping_model(frame: pd.DataFrame, out: Path, cfg: TrainSettings, source: str = "history") -> tuple:
+    """``fit`` and the PyTorch model it trained, whose weights the exported graph holds
+    (``fit`` returns the bundle only, so its ``train_model`` step is wrapped for the call)."""
+    import streamae.training.fit as fit_module
+
+    kept = []
+    original = fit_module.train_model
+
+    def keeping(*args, **kw):  # type: ignore[no-untyped-def]
+        trained = original(*args, **kw)
+        kept.append(trained[0])
+        return trained
+
+    fit_module.train_model = keeping
+    try:
+        result = fit_module.fit(frame, out, cfg, source=source, progress=False)
+    finally:
+        fit_module.train_model = original
+    return result, kept[0]

@@ -1,5 +1,9 @@
-"""Decoding reading messages: streamae's decoder (orjson + one numpy pass) against the
-naive baseline (stdlib json + per-reading float conversion into a list of rows)."""
+"""Decoding reading messages without Kafka: streamae's decoder (orjson + one numpy pass)
+against the naive baseline (stdlib json + per-reading float conversion into a list of rows).
+
+    .venv/bin/python bench/decode.py
+
+(bench/throughput.py measures decoding behind a real consumer.)"""
 
 from __future__ import annotations
 
@@ -68,3 +72,8 @@ def run() -> list[Result]:
             f"{ours_list / base:.1f}x baseline",
         ),
     ]
+
+
+if __name__ == "__main__":  # .venv/bin/python bench/decode.py: decoding alone, no Kafka
+    for r in run():
+        print(f"{r.name:<50} {r.value:>12,.0f} {r.unit}  {r.note}")

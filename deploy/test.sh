@@ -6,4 +6,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 ruff check streamae tests bench
 ruff format --check streamae tests bench
 mypy streamae
+bash deploy/lint.sh  # Dockerfile, compose, Kubernetes, Prometheus and Grafana files
 python -m pytest -p no:cacheprovider "$@"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -21,8 +20,9 @@ from streamae.cli import (
     simulate,
     train,
 )
+from streamae.core import logs
 from streamae.core.bundle import BundleError
-from streamae.core.config import ConfigError
+from streamae.core.config import ConfigError, Settings, load_settings
 from streamae.core.readings import DataError
 from streamae.serving.errors import BrokerUnavailable, DeliveryError
 
@@ -45,22 +45,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # kafka-python logs transient reconnects as warnings; its errors still show.
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    _configure_logging(verbose=args.verbose)
     try:
         return int(args.func(args))
     except (ConfigError, BundleError, DataError) as exc:
-        print(f"streamae: error: {exc}", file=sys.stderr)
+        print(f"streamae: error: {logs.redact(str(exc))}", file=sys.stderr)
         return 2
     except (BrokerUnavailable, DeliveryError) as exc:
         # DeliveryError: outputs were not acknowledged, so their offsets were not committed;
         # a restart resumes from the last commit.
-        print(f"streamae: error: {exc}", file=sys.stderr)
+        print(f"streamae: error: {logs.redact(str(exc))}", file=sys.stderr)
         return 1
+
+
+def _configure_logging(verbose: bool) -> None:
+    """STREAMAE_LOG_LEVEL, _FORMAT and _RATE_LIMIT (``-v``: DEBUG), secrets masked in every line.
+
+    Invalid settings fall back to the defaults here; the command itself then reports them.
+    """
+    try:
+        s: Settings | None = load_settings()
+    except ConfigError:
+        s = None
+    logs.configure(
+        level="DEBUG" if verbose else (s.log_level if s else "INFO"),
+        fmt=s.log_format if s else "text",
+        rate_limit=s.log_rate_limit if s else 10,
+        secrets=logs.secrets_of(s),
+    )
 
 
 if __name__ == "__main__":

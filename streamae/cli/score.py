@@ -32,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from streamae.core.readings import read_table, write_table
     from streamae.core.scoring import Scorer
 
-    scorer = Scorer.load(args.bundle, load_settings())
+    settings = load_settings()
+    scorer = Scorer.load(args.bundle, settings)
     frame = read_table(args.input)
-    scores = score_frame(frame, scorer, args.input.name, args.top_features)
+    # windows cut as the daemon cuts them (no window spans a silence longer than its TTL)
+    scores = score_frame(frame, scorer, args.input.name, args.top_features, settings.windows.idle_ttl_s)
     write_table(scores, args.output)
     print(f"{len(scores)} windows scored, {int(scores['is_anomaly'].sum())} over threshold → {args.output}")
     if args.plot:

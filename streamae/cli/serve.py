@@ -39,14 +39,17 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prometheus_client import start_http_server
-
+    from streamae.core import logs
     from streamae.core.scoring import Scorer
+    from streamae.serving import metrics
     from streamae.serving.backends import open_transport
+    from streamae.serving.health import DaemonHealth, HealthServer, TransportProbe
     from streamae.serving.kafka_admin import ensure_daemon_topics, wait_for_broker
     from streamae.serving.loop import Daemon
 
     daemon: Daemon | None = None
+    server: HealthServer | None = None
+    health = DaemonHealth()  # /healthz passes during start-up, /ready once serving
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %s: draining", signal.Signals(signum).name)
@@ -58,25 +61,48 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
-        s = settings(args, **overrides)
-        if s.model.bundle is None:
-            raise ConfigError(
-                "invalid configuration:\n  STREAMAE_MODEL__BUNDLE: a bundle is required (or pass --bundle)"
-            )
-        scorer = Scorer.load(s.model.bundle, s)
-        k = s.kafka
-        wait_for_broker(k)
-        if args.create_topics:
-            ensure_daemon_topics(k)
-        if s.metrics_port:
-            start_http_server(s.metrics_port)
-        daemon = Daemon(s, scorer, open_transport(s))
-    except _StopBeforeServing:
-        log.info("stopped during start-up")
+        try:
+            overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
+            s = settings(args, **overrides)
+            if s.model.bundle is None:
+                raise _invalid("STREAMAE_MODEL__BUNDLE", "a bundle is required (or pass --bundle)")
+            log.info("settings: %s", s.model_dump_json(exclude={"train"}))  # secrets print masked
+            if s.metrics_port:
+                try:
+                    server = HealthServer(health.snapshot, s.metrics_port, s.metrics_host, s.liveness_s)
+                except OSError as exc:
+                    where = f"cannot listen on {s.metrics_host}:{s.metrics_port}: {exc.strerror or exc}"
+                    raise _invalid("STREAMAE_METRICS_PORT", where) from None
+                server.start()
+            scorer = Scorer.load(s.model.bundle, s)
+            manifest = scorer.manifest
+            metrics.model_loaded(manifest.model_version, manifest.variant)
+            health.model_version = manifest.model_version
+            k = s.kafka
+            wait_for_broker(k)
+            if args.create_topics:
+                ensure_daemon_topics(k)
+            probe = TransportProbe(open_transport(s), stall_s=s.stall_s)
+            daemon = Daemon(s, scorer, probe)
+            health.attach(probe, daemon)
+        except _StopBeforeServing:
+            log.info("stopped during start-up")
+            return 0
+        log.info(
+            "serving %s (model %s) from %s (group %s) with %s",
+            s.model.bundle,
+            manifest.model_version,
+            k.input_topic,
+            k.group_id,
+            scorer.providers,
+        )
+        daemon.run()
         return 0
-    log.info(
-        "serving %s from %s (group %s) with %s", s.model.bundle, k.input_topic, k.group_id, scorer.providers
-    )
-    daemon.run()
-    return 0
+    finally:
+        if server is not None:
+            server.close()
+        logs.report_suppressed()
+
+
+def _invalid(variable: str, why: str) -> ConfigError:
+    return ConfigError(f"invalid configuration:\n  {variable}: {why}")

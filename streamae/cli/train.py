@@ -18,7 +18,12 @@ def register(sub: Subparsers) -> None:
         description="Fit an autoencoder on normal-only history (CSV or Parquet: a "
         "'timestamp' column, an optional 'key' column, numeric feature columns; a "
         "'label' column is never a feature), calibrate the threshold on held-out "
-        "windows, export ONNX and write BUNDLE_DIR (model.onnx + manifest.json).",
+        "windows, export ONNX and write BUNDLE_DIR (model.onnx + manifest.json). "
+        "Without --variant (and STREAMAE_TRAIN__VARIANT) the detector is chosen for the data: "
+        "variants, window lengths and score aggregations are compared on held-out normal "
+        "history with synthetic faults injected, at their calibrated thresholds, and the best "
+        "is written; --search trades breadth for time, and every other flag given (--window, "
+        "--feature-norm, ...) is kept fixed. `streamae inspect` lists the candidates.",
     )
     t.add_argument("history", type=Path, help="normal-only history, .csv or .parquet")
     t.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE_DIR")
@@ -32,10 +37,20 @@ def run(args: argparse.Namespace) -> int:
     from streamae.training.fit import TRAINING_PLOT, fit
 
     cfg = train_settings(args)
+    if "variant" not in cfg.model_fields_set:  # neither --variant nor STREAMAE_TRAIN__VARIANT
+        cfg = cfg.model_copy(update={"variant": "auto"})
     frame = read_table(args.history)
     result = fit(frame, args.output, cfg, source=str(args.history), progress=not args.quiet)
     m = result.bundle.manifest
     t = m.threshold
+    if m.selection is not None:
+        sel = m.selection
+        won = sel.candidates[sel.chosen]
+        print(
+            f"selected {won.settings.describe()} of {len(sel.candidates)} candidates "
+            f"({sel.search} search): F1 {won.scores.f1:.3f} on {sel.faults} injected faults "
+            f"(`streamae inspect {args.output}` lists them)"
+        )
     print(
         f"bundle {args.output}: {m.variant}, {len(m.features)} features {m.features}, "
         f"window {m.window}, stride {m.stride}, threshold {t.value:.6g} ({t.method} "
@@ -58,6 +73,8 @@ def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = No
         if not kind:
             kind["type"] = int if ann in (int, int | None) else float if ann is float else str
         default = "the variant's" if field.default is None else field.default
+        if name == "variant":
+            default = "auto: chosen on injected faults, unless STREAMAE_TRAIN__VARIANT names one"
         default = keeps.format(default=default) if keeps else default
         t.add_argument(
             "--" + name.replace("_", "-"),

@@ -1,7 +1,9 @@
 """Model bundles: ``model.onnx`` plus a strict ``manifest.json``.
 
 A bundle is written atomically (a temporary directory, then a rename) and checked on
-load: manifest schema, ONNX checksum, and the graph's input shape against the manifest.
+load: manifest schema, the manifest's own checksum (``manifest.sha256``: a renamed feature,
+or new weights with the model checksum updated to match, are refused), the ONNX checksum,
+and the graph's input shape against the manifest.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST = "manifest.json"
+MANIFEST_CHECKSUM = "manifest.sha256"  # "sha256:<hex>" of manifest.json's exact bytes
 MODEL = "model.onnx"
 FORMAT_VERSION: Final = 2  # 2: threshold calibration record, code output, extras
 INPUT_NAME = "windows"
@@ -76,6 +79,83 @@ class ScoreSpec(_Strict):
     feature_pool: Literal["mean", "max"] = "mean"
 
 
+class PostSpec(_Strict):
+    """Streaming post-processing of window scores per key (see ``core/postprocess.py``)."""
+
+    likelihood: bool = False
+    likelihood_alpha: float = Field(0.001, gt=0, le=1, description="long-run EWMA weight")
+    likelihood_short_alpha: float = Field(0.1, gt=0, le=1, description="recent EWMA weight")
+    likelihood_far: float = Field(1e-3, gt=0, lt=1, description="flag when likelihood > 1 - this")
+    sparse: bool = False
+    record_half_life: float = Field(1000.0, gt=0, description="windows for the record to halve")
+    record_margin: float = Field(0.1, ge=0, description="how far above the record a window must be")
+    range_widen: float | None = Field(None, ge=0, description="range rule on (HTM: 0.05); None: off")
+    range_lo: list[float] = Field(default_factory=list, description="per feature, from training")
+    range_hi: list[float] = Field(default_factory=list)
+    quiet_windows: int = Field(0, ge=0, description="windows of a key not flagged after a flag")
+
+
+class CandidateSettings(_Strict):
+    """What one selection candidate trained and how it scored windows."""
+
+    variant: str
+    window: int = Field(ge=1)
+    code: int | None = None
+    time_weighting: Literal["uniform", "recent"] = "uniform"
+    half_life: float | None = None
+    feature_norm: bool = False
+    feature_pool: Literal["mean", "max"] = "mean"
+
+    def describe(self) -> str:
+        """``conv w30 (recent, norm)``: the candidate in a few words."""
+        agg = [self.time_weighting + ("" if self.half_life is None else f" {self.half_life:g}")]
+        agg += (["norm"] if self.feature_norm else []) + (["max"] if self.feature_pool == "max" else [])
+        code = "" if self.code is None else f" code {self.code}"
+        return f"{self.variant} w{self.window}{code} ({', '.join(agg)})"
+
+
+class ValidationScores(_Strict):
+    """A candidate on the faulted validation stream, flagged at its calibrated threshold."""
+
+    f1: float = Field(ge=0, le=1)
+    average_precision: float = Field(ge=0, le=1)
+    precision: float = Field(ge=0, le=1)
+    recall: float = Field(ge=0, le=1)
+    false_alarm_rate_pct: float = Field(ge=0, le=100)
+
+
+class Candidate(_Strict):
+    settings: CandidateSettings
+    scores: ValidationScores
+    threshold: float = Field(gt=0)
+    epochs: int = Field(ge=1)
+    train_seconds: float = Field(ge=0)
+
+
+class Selection(_Strict):
+    """How the bundle's detector was chosen without labels (``training/selection.py``):
+    every candidate on held-out normal readings with synthetic faults injected."""
+
+    search: Literal["quick", "default", "wide"]
+    metric: Literal["f1"] = Field("f1", description="point-wise, at each candidate's calibrated threshold")
+    tie_break: Literal["average_precision"] = "average_precision"
+    fault_kinds: list[str] = Field(min_length=1)
+    seed: int
+    replicas: int = Field(ge=1, description="independent fault placements of the validation readings")
+    faults: int = Field(ge=0, description="faults injected in all")
+    windows: int = Field(ge=0, description="validation readings in all copies, each ending a window")
+    labelled_windows: int = Field(ge=0, description="...of which inside an injected fault")
+    pinned: list[str] = Field(default_factory=list, description="settings the user fixed")
+    candidates: list[Candidate] = Field(min_length=1)
+    chosen: int = Field(ge=0, description="index into candidates")
+
+    @model_validator(mode="after")
+    def _chosen_exists(self) -> Selection:
+        if self.chosen >= len(self.candidates):
+            raise ValueError(f"chosen is {self.chosen}, but there are {len(self.candidates)} candidates")
+        return self
+
+
 class Manifest(_Strict):
     format_version: Literal[2] = FORMAT_VERSION
     model_version: str
@@ -92,6 +172,8 @@ class Manifest(_Strict):
         "fairly, and normalises the score when score.feature_norm is set"
     )
     score: ScoreSpec = ScoreSpec()
+    postprocess: PostSpec = PostSpec()
+    selection: Selection | None = Field(None, description="the search that chose it; None: pinned")
     metrics: dict[str, float] = {}
     training: dict[str, Any] = {}
     created_at: datetime
@@ -111,6 +193,9 @@ class Manifest(_Strict):
             raise ValueError(f"scaler has {len(self.scaler.mean)} entries for {n} features")
         if len(self.feature_error_scale) != n:
             raise ValueError(f"feature_error_scale has {len(self.feature_error_scale)} entries")
+        post = self.postprocess
+        if post.range_widen is not None and not (len(post.range_lo) == len(post.range_hi) == n):
+            raise ValueError(f"postprocess.range_lo/range_hi need {n} entries for the range rule")
         return self
 
 
@@ -147,9 +232,10 @@ def load_bundle(path: Path | str) -> Bundle:
     for p in (manifest_path, model_path):
         if not p.is_file():
             raise BundleError(f"bundle {path}: missing {p.name}")
+    manifest_bytes = manifest_path.read_bytes()
     try:
-        raw = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+        raw = json.loads(manifest_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path}: not valid JSON: {exc}") from None
     if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise BundleError(
@@ -163,6 +249,7 @@ def load_bundle(path: Path | str) -> Bundle:
             f"{'.'.join(str(x) for x in e['loc']) or '(manifest)'}: {e['msg']}" for e in exc.errors()
         )
         raise BundleError(f"{manifest_path}: invalid manifest: {fields}") from None
+    _check_manifest(path, manifest_bytes)
     model_bytes = model_path.read_bytes()
     if sha256(model_bytes) != manifest.checksum:
         raise BundleError(
@@ -170,6 +257,24 @@ def load_bundle(path: Path | str) -> Bundle:
             f"{manifest.checksum}, file is {sha256(model_bytes)})"
         )
     return Bundle(path, manifest, model_bytes)
+
+
+def _check_manifest(path: Path, manifest_bytes: bytes) -> None:
+    """Refuse a manifest changed after it was written (its checksum file is ``manifest.sha256``)."""
+    sealed = path / MANIFEST_CHECKSUM
+    if not sealed.is_file():
+        raise BundleError(
+            f"bundle {path}: missing {MANIFEST_CHECKSUM}, so manifest.json is not covered by a checksum "
+            "(bundles written before manifest checksums): retrain it, or check manifest.json and then "
+            f"write its checksum: printf 'sha256:%s\\n' $(sha256sum manifest.json | cut -d' ' -f1) > "
+            f"{MANIFEST_CHECKSUM}"
+        )
+    expected = sealed.read_text().strip()
+    if sha256(manifest_bytes) != expected:
+        raise BundleError(
+            f"{path / MANIFEST}: checksum mismatch ({MANIFEST_CHECKSUM} says {expected}, file is "
+            f"{sha256(manifest_bytes)}): the manifest was changed after the bundle was written"
+        )
 
 
 def write_bundle(
@@ -201,7 +306,9 @@ def write_bundle(
         (tmp / MODEL).write_bytes(model_bytes)
         for name, data in extras.items():
             (tmp / name).write_bytes(data)
-        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+        manifest_bytes = (manifest.model_dump_json(indent=2) + "\n").encode()
+        (tmp / MANIFEST).write_bytes(manifest_bytes)
+        (tmp / MANIFEST_CHECKSUM).write_text(sha256(manifest_bytes) + "\n")
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -15,10 +15,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -44,9 +46,29 @@ class KafkaSettings(_Section):
         "streamae.alert-state",
         description="compacted; as many partitions as the input topic; holds alert state",
     )
-    backend: Literal["kafka-python"] = Field(
-        "kafka-python", description="Kafka client library that serves (serving/backends.py)"
+    backend: Literal["kafka-python", "confluent-kafka"] = Field(
+        "kafka-python",
+        description="Kafka client library that serves (serving/backends.py); confluent-kafka "
+        "(librdkafka) needs the 'confluent' extra",
     )
+    delivery: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="exactly_once: outputs, alert state and offsets commit in one transaction; "
+        "downstream readers must read with isolation level read_committed",
+    )
+    transactional_id: str | None = Field(
+        None,
+        description="exactly_once: this member's transactional id, stable across its restarts and "
+        "unique among live members (default: '<group_id>-<hostname>')",
+    )
+    compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "none",
+        description="producer compression; kafka-python needs the codec's package for all but gzip",
+    )
+    retry_backoff_ms: int = Field(
+        500, ge=1, description="first wait after a failed delivery or commit; doubles on each failure"
+    )
+    retry_backoff_max_ms: int = Field(30000, ge=1, description="...up to this")
     group_id: str = "streamae"
     client_id: str = "streamae"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -65,10 +87,43 @@ class KafkaSettings(_Section):
         "this long after the first uncommitted record; bounds output latency; 0: every micro-batch",
     )
     commit_every: int = Field(0, ge=0, description="...or once this many records were processed (0: off)")
+    # security (docs/operations.md "Security"); secrets are SecretStr: masked wherever printed
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    ssl_cafile: FilePath | None = Field(
+        None, description="PEM CA bundle that signs the brokers' certificates"
+    )
+    ssl_certfile: FilePath | None = Field(None, description="PEM client certificate (mutual TLS)")
+    ssl_keyfile: FilePath | None = Field(None, description="PEM private key of the client certificate")
+    ssl_password: SecretStr | None = Field(None, description="password of an encrypted ssl_keyfile")
+    ssl_check_hostname: bool = Field(True, description="verify that the broker's certificate names it")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="with security_protocol SASL_PLAINTEXT or SASL_SSL"
+    )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _security_consistent(self) -> KafkaSettings:
+        # named as the variables a user sets: this section only exists as STREAMAE_KAFKA__*
+        var = "STREAMAE_KAFKA__"
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password is not None):
+            raise ValueError(
+                f"{var}SECURITY_PROTOCOL={self.security_protocol} needs {var}SASL_MECHANISM, "
+                f"{var}SASL_USERNAME and {var}SASL_PASSWORD"
+            )
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(f"{var}SASL_MECHANISM needs {var}SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        ssl_set = [
+            f for f in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password") if getattr(self, f)
+        ]
+        if ssl_set and not tls:
+            names = ", ".join(var + f.upper() for f in ssl_set)
+            raise ValueError(f"{names} need {var}SECURITY_PROTOCOL SSL or SASL_SSL")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError(f"{var}SSL_KEYFILE needs {var}SSL_CERTFILE")
+        return self
 
 
 class ModelSettings(_Section):
@@ -77,6 +132,12 @@ class ModelSettings(_Section):
     providers: list[str] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     intra_op_threads: int = Field(0, ge=0, description="0 lets ONNX Runtime decide")
     top_features: int = Field(3, ge=1)
+    reload_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="serve: check the bundle location this often and switch to a new, valid bundle "
+        "between micro-batches (0: never)",
+    )
 
 
 class WindowSettings(_Section):
@@ -85,6 +146,31 @@ class WindowSettings(_Section):
         ge=0,
         description="forget a key's partial window after this much event time without a "
         "reading (0: never); bounds replay after restarts and memory",
+    )
+
+
+class OutputSettings(_Section):
+    """What the daemon publishes (docs/messages.md)."""
+
+    scores: Literal["all", "above", "batch"] = Field(
+        "all",
+        description="all: a score message per window; above: only windows scoring at least "
+        "above_fraction x threshold; batch: one columnar message per key per micro-batch. Alerts "
+        "and dead letters are never thinned",
+    )
+    above_fraction: float = Field(0.5, ge=0, description="scores=above: the fraction of the threshold")
+    max_message_bytes: int = Field(
+        921_600,
+        ge=16_384,
+        description="largest record published (value, key and headers, serialised): under the "
+        "broker's 1 MiB default; larger dead letters are truncated, larger outputs split or "
+        "dead-lettered",
+    )
+    max_held: int = Field(
+        100_000,
+        ge=1,
+        description="outputs waiting for their commit; this many make a commit due at once, and "
+        "while deliveries fail consumption stays paused",
     )
 
 
@@ -127,10 +213,28 @@ VARIANTS: tuple[str, ...] = get_args(Variant)
 ThresholdMethod = Literal["quantile", "sigma", "pot"]
 
 
-class TrainSettings(_Section):
-    """``streamae train`` defaults (``STREAMAE_TRAIN__*``); command-line flags override them."""
+SearchBreadth = Literal["quick", "default", "wide"]
 
-    variant: Variant = Field("dense", description="autoencoder family member")
+
+class TrainSettings(_Section):
+    """``streamae train`` defaults (``STREAMAE_TRAIN__*``); command-line flags override them.
+
+    ``variant="auto"`` selects the detector on held-out history with injected faults
+    (``streamae.training.selection``); ``streamae train`` does so whenever no variant is set
+    (neither ``--variant`` nor ``STREAMAE_TRAIN__VARIANT``). The field's default, ``dense``,
+    is what :func:`streamae.training.fit.fit` trains when a caller sets no variant. Other
+    fields set by the user (``model_fields_set``: a flag or a variable) are pinned during
+    selection: ``--window 30`` searches variants and score aggregations at window 30 only.
+    """
+
+    variant: Literal[Variant, "auto"] = Field(
+        "dense",
+        description="autoencoder family member; auto: choose one on held-out history with "
+        "injected faults (what `streamae train` does when no variant is set)",
+    )
+    search: SearchBreadth = Field(
+        "default", description="auto: breadth of the search (quick: fewer candidates, wide: more)"
+    )
     window: int = Field(30, ge=1, description="readings per window")
     stride: int = Field(1, ge=1, description="new readings between windows")
     hidden: int | None = Field(None, ge=1, description="hidden width (conv: channels of the first layer)")
@@ -167,8 +271,25 @@ class TrainSettings(_Section):
         False, description="window score: each feature's error over its held-out normal mean"
     )
     feature_pool: Literal["mean", "max"] = Field("mean", description="window score across features")
+    sparse: bool = Field(
+        False, description="post-processing: report a window only when it breaks its key's record"
+    )
+    record_half_life: float = Field(1000.0, gt=0, description="sparse: windows for the record to halve")
+    range_widen: float | None = Field(
+        None,
+        ge=0,
+        description="post-processing: flag readings outside the key's running range widened by this",
+    )
+    likelihood: bool = Field(False, description="post-processing: HTM-style anomaly likelihood of the scores")
+    quiet_windows: int = Field(0, ge=0, description="post-processing: windows not flagged after a flag")
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads torch trains with (0: torch's default); these small models "
+        "train fastest on one, and several threads contend badly on a busy machine",
+    )
 
     @field_validator("code")
     @classmethod
@@ -199,11 +320,34 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     model: ModelSettings = ModelSettings()
     batch: BatchSettings = BatchSettings()
+    output: OutputSettings = OutputSettings()
     windows: WindowSettings = WindowSettings()
     alerts: AlertSettings = AlertSettings()
     train: TrainSettings = TrainSettings()
-    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port; 0 disables")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="HTTP port of /metrics, /healthz and /ready; 0 disables"
+    )
+    metrics_host: str = Field("0.0.0.0", description="address the metrics and health server binds")
+    liveness_s: float = Field(
+        120.0,
+        gt=0,
+        description="/healthz fails when the loop has not polled for this long (a commit waits "
+        "for acknowledgements up to request_timeout_ms, twice, so keep it above 3x that)",
+    )
+    stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="/ready fails (and a warning is logged) when an assigned partition with lag "
+        "has yielded no record for this long",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line")
+    log_rate_limit: int = Field(
+        10,
+        ge=0,
+        description="repeated warnings (same logger, message template and reason) logged at most "
+        "this many times a minute, then one summary; 0: no limit",
+    )
 
 
 def env_name(loc: tuple[Any, ...]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -52,6 +52,13 @@ class Source(_Message):
     partition: int
     offset_start: int
     offset_end: int
+
+
+class BatchSource(_Message):
+    """The input partition of a batch message's windows (their offsets are arrays)."""
+
+    topic: str
+    partition: int
 
 
 class FeatureContribution(_Message):
@@ -95,29 +102,93 @@ class AlertEvent(_Message):
     model_version: str
 
 
-class DeadLetter(_Message):
-    """A record the daemon could not use, with the reason."""
+class ScoreBatchMessage(_Message):
+    """The scores of one key's windows in one micro-batch, one array per field, in window
+    order (``STREAMAE_OUTPUT__SCORES=batch``); element ``i`` of every array is window ``i``."""
 
-    reason: str
-    topic: str
+    key: str
+    model_version: str
+    threshold: float
+    source: BatchSource
+    window_start: list[float] = Field(description="epoch seconds of each window's first reading")
+    window_end: list[float] = Field(description="epoch seconds of each window's last reading")
+    score: list[Annotated[float, Field(ge=0)]] = Field(description="what meets the threshold")
+    raw_score: list[Annotated[float, Field(ge=0)]]
+    is_anomaly: list[bool]
+    offset_start: list[int] = Field(description="offset of each window's first reading")
+    offset_end: list[int] = Field(description="offset of each window's last reading")
+    top_features: list[list[str]] = Field(description="per window, the top features by share of the error")
+    top_shares: list[list[Annotated[float, Field(ge=0, le=1)]]] = Field(description="...and their shares")
+
+
+#: Every dead letter's ``reason_code`` (docs/messages.md says what each means).
+ReasonCode = Literal[
+    "invalid_json",
+    "empty_list",
+    "not_an_object",
+    "missing_field",
+    "not_a_number",
+    "invalid_key",
+    "key_too_long",
+    "invalid_timestamp",
+    "timestamp_out_of_range",
+    "window_abandoned",
+    "output_too_large",
+    "output_rejected",
+    "invalid_reading",
+]
+
+
+class DeadLetter(_Message):
+    """A record the daemon could not use (or an output it could not publish), with the reason."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reason": "missing field 'temperature'",
+                    "reason_code": "missing_field",
+                    "topic": "streamae.readings",
+                    "partition": 2,
+                    "offset": 2881,
+                    "index": None,
+                    "key": "machine-02",
+                    "value": '{"key":"machine-02","ts":1767491940,"values":{"pressure":3.1}}',
+                    "value_bytes": 63,
+                    "truncated": False,
+                }
+            ]
+        },
+    )
+
+    reason: str = Field(description="why, for people (at most 1,000 characters)")
+    reason_code: ReasonCode = Field(description="why, for machines; also the streamae.reason_code header")
+    topic: str = Field(description="the input record's topic")
     partition: int
     offset: int
     index: int | None = Field(None, description="position of the reading in a list message")
-    key: str | None
-    value: str = Field(description="the original bytes (the first 64 KiB), decoded as UTF-8 with replacement")
+    key: str | None = Field(description="the record key (its first 1,000 characters)")
+    value: str = Field(
+        description="the start of the original bytes (at most 64 KiB, less when the record would "
+        "exceed STREAMAE_OUTPUT__MAX_MESSAGE_BYTES), decoded as UTF-8 with replacement"
+    )
     value_bytes: int = Field(ge=0, description="size of the original value")
+    truncated: bool = Field(description="whether value holds less than the original")
 
 
 SCHEMAS: dict[str, object] = {
     "reading": ReadingMessage,
     "score": ScoreMessage,
+    "score-batch": ScoreBatchMessage,
     "alert": AlertEvent,
     "dead-letter": DeadLetter,
 }
 
 
 def json_schema(name: str) -> dict[str, object]:
-    """The JSON Schema of one message kind (``reading``, ``score``, ``alert``, ``dead-letter``)."""
+    """The JSON Schema of one message kind (``reading``, ``score``, ``score-batch``, ``alert``,
+    ``dead-letter``)."""
     model = SCHEMAS[name]
     if isinstance(model, TypeAdapter):
         return model.json_schema()

@@ -39,12 +39,19 @@ SCORE_COLUMNS = [
 
 
 def frame_windows(
-    frame: pd.DataFrame, features: Sequence[str], window: int, stride: int, source: str
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    window: int,
+    stride: int,
+    source: str,
+    idle_ttl_s: float = 0.0,
 ) -> Windows:
     """Every window of a readings frame, as the daemon cuts them from a stream in file order
-    (in the order of their last reading); offsets are row numbers of ``frame``."""
+    (in the order of their last reading); offsets are row numbers of ``frame``. With
+    ``idle_ttl_s`` (the daemon's ``STREAMAE_WINDOWS__IDLE_TTL_S``) no window spans a longer
+    silence of a key, as in the daemon."""
     readings = frame_to_readings(frame, list(features), source)
-    return WindowStore(window, stride, len(features)).push(readings)
+    return WindowStore(window, stride, len(features), idle_ttl_s).push(readings)
 
 
 def score_windows(scorer: Scorer, windows: Windows) -> tuple[ScoreBatch, np.ndarray]:
@@ -54,11 +61,15 @@ def score_windows(scorer: Scorer, windows: Windows) -> tuple[ScoreBatch, np.ndar
     return batch, scorer.smooth(windows.keys, batch.scores, {})
 
 
-def score_frame(frame: pd.DataFrame, scorer: Scorer, source: str, top_k: int = 3) -> pd.DataFrame:
-    """Score every window of ``frame`` (file order within each key); rows in file order."""
+def score_frame(
+    frame: pd.DataFrame, scorer: Scorer, source: str, top_k: int = 3, idle_ttl_s: float = 0.0
+) -> pd.DataFrame:
+    """Score every window of ``frame`` (file order within each key) as the daemon would,
+    post-processing included (each key starting afresh); rows in file order."""
     m = scorer.manifest
-    windows = frame_windows(frame, m.features, m.window, m.stride, source)
+    windows = frame_windows(frame, m.features, m.window, m.stride, source, idle_ttl_s)
     batch, smoothed = score_windows(scorer, windows)
+    smoothed = scorer.finalise(windows, smoothed, None)
     rows = [
         {
             "timestamp": msg["window_end"],

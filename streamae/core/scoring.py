@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from streamae.core import postprocess
 from streamae.core.bundle import (
     CODE_NAME,
     INPUT_NAME,
@@ -34,6 +35,7 @@ from streamae.core.bundle import (
     load_bundle,
 )
 from streamae.core.config import Settings
+from streamae.core.postprocess import PostState
 from streamae.core.smoothing import ewma
 from streamae.core.windows import Windows
 
@@ -228,18 +230,34 @@ class Scorer:
         top = np.argsort(-share, axis=1, kind="stable")[:, :k]
         return top, np.take_along_axis(share, top, axis=1)
 
+    def finalise(self, windows: Windows, smoothed: np.ndarray, post: PostState | None = None) -> np.ndarray:
+        """Smoothed scores after the bundle's streaming post-processing (``core/postprocess.py``;
+        ``post`` carries its per-key state): the scores compared with the threshold."""
+        spec = self.manifest.postprocess
+        if not postprocess.is_active(spec):
+            return smoothed
+        t = self.threshold
+        return postprocess.apply(spec, windows.keys, smoothed / t, windows.data[:, -1, :], post) * t
+
     def messages(
-        self, windows: Windows, batch: ScoreBatch, top_k: int = 3, smoothing: SmoothingState | None = None
+        self,
+        windows: Windows,
+        batch: ScoreBatch,
+        top_k: int = 3,
+        smoothing: SmoothingState | None = None,
+        post: PostState | None = None,
     ) -> list[dict[str, Any]]:
         """Score messages (see ``messages.ScoreMessage``) for scored windows, in order;
-        ``smoothing`` is the per-key EWMA state (see :meth:`smooth`)."""
-        return self.to_messages(windows, batch, self.smooth(windows.keys, batch.scores, smoothing), top_k)
+        ``smoothing`` is the per-key EWMA state (see :meth:`smooth`), ``post`` the
+        post-processing state (see :meth:`finalise`)."""
+        smoothed = self.smooth(windows.keys, batch.scores, smoothing)
+        return self.to_messages(windows, batch, self.finalise(windows, smoothed, post), top_k)
 
     def to_messages(
         self, windows: Windows, batch: ScoreBatch, smoothed: np.ndarray, top_k: int = 3
     ) -> list[dict[str, Any]]:
-        """Score messages for windows whose raw ``batch`` is already smoothed into ``smoothed``
-        (the scores compared with the threshold)."""
+        """Score messages for windows whose raw ``batch`` is already smoothed and post-processed
+        into ``smoothed`` (the scores compared with the threshold)."""
         m = self.manifest
         threshold = m.threshold.value
         top, share = self.contributions(batch.feature_errors, top_k)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamae.core.bundle import Manifest, load_bundle
+from streamae.core.bundle import Manifest, Selection, load_bundle
 from streamae.core.config import Settings, load_settings
 from streamae.core.offline import frame_windows, score_windows
 from streamae.core.readings import read_table
@@ -68,7 +68,40 @@ def describe_manifest(m: Manifest, path: Path | str = "") -> str:
         "versions     " + (", ".join(f"{k} {v}" for k, v in m.versions.items()) or "-"),
         "extras       " + (", ".join(f"{k} ({v[:19]}…)" for k, v in m.extras.items()) or "-"),
     ]
+    if m.selection is not None:
+        lines.append(describe_selection(m.selection))
     return "\n".join(lines)
+
+
+def describe_selection(sel: Selection) -> str:
+    """How the detector was chosen: the search in words, then every candidate, best first,
+    the chosen one marked with ``*``."""
+    head = (
+        f"selection    {sel.search} search, {len(sel.candidates)} candidates, by {sel.metric.upper()} at "
+        f"each one's calibrated threshold (ties: {sel.tie_break.replace('_', ' ')}), on "
+        f"{sel.faults} injected faults in {sel.replicas} copies of the validation readings "
+        f"({sel.windows} readings, {sel.labelled_windows} inside a fault; seed {sel.seed}; "
+        f"kinds {', '.join(sel.fault_kinds)})" + (f"; pinned: {', '.join(sel.pinned)}" if sel.pinned else "")
+    )
+    names = [c.settings.describe() for c in sel.candidates]
+    width = max(len("candidate"), *(len(n) for n in names))
+    rows = [
+        f"     {'candidate':<{width}}  {'F1':>5}  {'AP':>5}  precision  recall  FAR %  "
+        f"{'threshold':>10}  epochs  train s"
+    ]
+    order = sorted(
+        range(len(sel.candidates)),
+        key=lambda i: (-round(sel.candidates[i].scores.f1, 3), -sel.candidates[i].scores.average_precision),
+    )
+    for i in order:
+        c, s = sel.candidates[i], sel.candidates[i].scores
+        mark = "*" if i == sel.chosen else " "
+        rows.append(
+            f"   {mark} {names[i]:<{width}}  {s.f1:5.3f}  {s.average_precision:5.3f}  {s.precision:9.3f}  "
+            f"{s.recall:6.3f}  {s.false_alarm_rate_pct:5.2f}  {c.threshold:10.4g}  {c.epochs:6d}  "
+            f"{c.train_seconds:7.1f}"
+        )
+    return "\n".join([head, *rows])
 
 
 def latent_points(codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, str, str]:

@@ -137,11 +137,13 @@ def evaluate_frame(
     source: str,
     bundle: str = "",
     top_k: int = 3,
+    idle_ttl_s: float = 0.0,
 ) -> Report:
-    """Score a labelled readings frame and measure detection quality per key and pooled."""
+    """Score a labelled readings frame (as ``streamae score`` does) and measure detection
+    quality per key and pooled."""
     labels = required_labels(frame, source)
     m = scorer.manifest
-    scores = score_frame(frame, scorer, source, top_k)
+    scores = score_frame(frame, scorer, source, top_k, idle_ttl_s)
     if scores.empty:
         raise DataError(f"{source}: no key has a complete window of {m.window} readings to score")
     # offsets are row numbers of the frame: the window's last reading is its row
@@ -222,7 +224,9 @@ def evaluate_file(
     frame = read_table(data_path)
     required_labels(frame, str(data_path))  # fail before loading the model
     scorer = Scorer.load(bundle_path, settings)
-    report = evaluate_frame(frame, scorer, settings.alerts, str(data_path), str(bundle_path), top_k)
+    report = evaluate_frame(
+        frame, scorer, settings.alerts, str(data_path), str(bundle_path), top_k, settings.windows.idle_ttl_s
+    )
     return write_report(report, out_dir)
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import Protocol, cast
 
-from streamae.core.config import KafkaSettings, Settings
+from streamae.core.config import ConfigError, KafkaSettings, Settings
 from streamae.serving.transport import Transport
 
-BACKENDS = {"kafka-python": "streamae.serving.kafka_python"}  # STREAMAE_KAFKA__BACKEND -> module
+BACKENDS = {  # STREAMAE_KAFKA__BACKEND -> module
+    "kafka-python": "streamae.serving.kafka_python",
+    "confluent-kafka": "streamae.serving.confluent",  # the 'confluent' extra
+}
 
 
 class Backend(Protocol):
@@ -24,8 +27,15 @@ class Backend(Protocol):
 
 
 def backend(name: str) -> Backend:
-    """The backend module called ``name`` (imported on first use)."""
-    return cast(Backend, importlib.import_module(BACKENDS[name]))
+    """The backend module called ``name`` (imported on first use); a :class:`ConfigError`
+    naming the extra to install when its client library is missing."""
+    try:
+        return cast(Backend, importlib.import_module(BACKENDS[name]))
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"invalid configuration:\n  STREAMAE_KAFKA__BACKEND: '{name}' needs the package "
+            f"'{exc.name}' (pip install 'streamae[confluent]')"
+        ) from None
 
 
 def open_transport(settings: Settings) -> Transport:

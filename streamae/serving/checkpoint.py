@@ -46,7 +46,8 @@ def scored_through(committed: Offset | None, where: object = "") -> int:
     if committed is None or not committed.metadata:
         return -1
     try:
-        return int(orjson.loads(committed.metadata)["scored_through"])
+        # confluent-kafka stores the string's terminating NUL too: other clients read it back
+        return int(orjson.loads(committed.metadata.rstrip("\x00"))["scored_through"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         log.warning("%s: unreadable commit metadata %r; outputs may repeat", where, committed.metadata)
         return -1

@@ -10,7 +10,6 @@ import math
 import operator
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -18,6 +17,7 @@ import numpy as np
 import orjson
 
 from streamae.core.readings import Readings
+from streamae.serving.dead_letters import Rejected
 
 
 class RecordLike(Protocol):
@@ -35,17 +35,12 @@ class RecordLike(Protocol):
     def value(self) -> bytes | None: ...
 
 
-@dataclass(frozen=True)
-class Rejected:
-    """A record (or one reading of a list message) that cannot be scored, and why."""
+class _Invalid(ValueError):
+    """A reading that cannot be used, with the dead letter's reason code."""
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    reason: str
-    index: int | None = None
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def parse_timestamp(ts: Any) -> float:
@@ -115,11 +110,11 @@ class ReadingDecoder:
             try:
                 doc = orjson.loads(rec.value) if rec.value is not None else None
             except orjson.JSONDecodeError as exc:
-                rejected.append(_reject(rec, f"invalid JSON: {exc}"))
+                rejected.append(_reject(rec, f"invalid JSON: {exc}", code="invalid_json"))
                 continue
             items, many = (doc, True) if type(doc) is list else ((doc,), False)
             if many and not items:
-                rejected.append(_reject(rec, "empty list: no readings"))
+                rejected.append(_reject(rec, "empty list: no readings", code="empty_list"))
                 continue
             # booleans are JSON's, not numbers, but numpy reads them as 0/1: records that may
             # hold one (a C-speed byte search) have their values checked one by one
@@ -127,11 +122,14 @@ class ReadingDecoder:
             for i, item in enumerate(items):
                 try:
                     key, stamp, row = self._reading(item, rec, maybe_bool)
-                except KeyError as exc:
-                    rejected.append(_reject(rec, f"missing field {exc}", i if many else None))
-                    continue
-                except (ValueError, TypeError) as exc:
-                    rejected.append(_reject(rec, str(exc), i if many else None))
+                except (KeyError, ValueError, TypeError) as exc:  # ours (_Invalid) carry a code
+                    why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                    code = (
+                        "missing_field"
+                        if isinstance(exc, KeyError)
+                        else getattr(exc, "code", "invalid_reading")
+                    )
+                    rejected.append(_reject(rec, why, i if many else None, code))
                     continue
                 keys.append(key)
                 stamps.append(stamp)
@@ -145,10 +143,10 @@ class ReadingDecoder:
         ts, bad_ts = self._to_timestamps(stamps)
         bad.update((r, reason) for r, reason in bad_ts.items() if r not in bad)
         good = np.ones(len(rows), dtype=bool)
-        for r, reason in sorted(bad.items()):
+        for r, (code, reason) in sorted(bad.items()):
             good[r] = False
             rec, index = origins[r]
-            rejected.append(_reject(rec, reason, index))
+            rejected.append(_reject(rec, reason, index, code))
         readings = Readings(
             keys=np.array(keys, dtype=object)[good],
             ts=ts[good],
@@ -162,41 +160,51 @@ class ReadingDecoder:
     def _reading(self, item: Any, rec: RecordLike, maybe_bool: bool) -> tuple[str, Any, tuple[Any, ...]]:
         """Key, raw timestamp and raw feature values of one reading; raises on a bad one."""
         if type(item) is not dict:
-            raise TypeError(f"a reading must be a JSON object, got {type(item).__name__}")
+            raise _Invalid("not_an_object", f"a reading must be a JSON object, got {type(item).__name__}")
         values = item["values"]
         if type(values) is not dict:
-            raise TypeError(f"'values' must be an object of numbers, got {type(values).__name__}")
+            raise _Invalid(
+                "not_an_object", f"'values' must be an object of numbers, got {type(values).__name__}"
+            )
         row = self._row(values)
         if maybe_bool:
             for f, v in zip(self.features, row):
                 if v is True or v is False:
-                    raise TypeError(f"value of '{f}' is a boolean, not a number")
+                    raise _Invalid("not_a_number", f"value of '{f}' is a boolean, not a number")
         stamp = item["ts"]
         if stamp is True or stamp is False:
-            raise TypeError("timestamp must be a number or an ISO 8601 string, not a boolean")
+            raise _Invalid(
+                "invalid_timestamp", "timestamp must be a number or an ISO 8601 string, not a boolean"
+            )
         key = item.get("key")
         if type(key) is not str:
             key = self._fallback_key(key, rec)
         if len(key) > self.max_key_chars:
-            raise ValueError(f"key is {len(key)} characters long; the limit is {self.max_key_chars}")
+            raise _Invalid(
+                "key_too_long", f"key is {len(key)} characters long; the limit is {self.max_key_chars}"
+            )
         return key, stamp, row
 
     @staticmethod
     def _fallback_key(key: Any, rec: RecordLike) -> str:
         if key is not None:
-            raise TypeError(f"'key' must be a string, got {type(key).__name__}")
+            raise _Invalid("invalid_key", f"'key' must be a string, got {type(key).__name__}")
         if rec.key is None:
-            raise ValueError("no 'key' field and no record key")
+            raise _Invalid("invalid_key", "no 'key' field and no record key")
         return rec.key.decode("utf-8", "replace")
 
-    def _to_matrix(self, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, dict[int, str]]:
-        """Values ``(n, F)`` as float32, and the rows that are not all finite numbers."""
+    def _to_matrix(self, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
+        """Values ``(n, F)`` as float32, and the rows that are not all finite numbers
+        (row → (reason code, reason))."""
         matrix = np.zeros((len(rows), len(self.features)), dtype=np.float32)
-        bad = _convert(rows, matrix, _numeric_rows, self._row_values)
+        bad = {
+            r: ("not_a_number", why)
+            for r, why in _convert(rows, matrix, _numeric_rows, self._row_values).items()
+        }
         for r in np.flatnonzero(~np.isfinite(matrix).all(axis=1)).tolist():
             if r not in bad:
                 f = self.features[int(np.flatnonzero(~np.isfinite(matrix[r]))[0])]
-                bad[r] = f"value of '{f}' is not finite (or overflows float32)"
+                bad[r] = ("not_a_number", f"value of '{f}' is not finite (or overflows float32)")
         return matrix, bad
 
     def _row_values(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -205,18 +213,20 @@ class ReadingDecoder:
                 raise TypeError(f"value of '{f}' is not a number: {v!r}")
         return row
 
-    def _to_timestamps(self, stamps: list[Any]) -> tuple[np.ndarray, dict[int, str]]:
+    def _to_timestamps(self, stamps: list[Any]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
         """Epoch seconds for every stamp, and the stamps that are unreadable or out of range."""
         out = np.zeros(len(stamps), dtype=np.float64)
-        bad = _convert(stamps, out, _numeric_stamps, parse_timestamp)
+        parsed = _convert(stamps, out, _numeric_stamps, parse_timestamp)
+        bad = {r: ("invalid_timestamp", why) for r, why in parsed.items()}
         latest = self.clock() + self.max_future_s
         for r in np.flatnonzero((out > latest) | (out < 0)).tolist():
             if r not in bad:
                 bad[r] = (
+                    "timestamp_out_of_range",
                     f"timestamp {out[r]:.10g} is before 1970"
                     if out[r] < 0
                     else f"timestamp {out[r]:.10g} is more than {self.max_future_s:g} s ahead of "
-                    "this host's clock"
+                    "this host's clock",
                 )
         return out, bad
 
@@ -277,5 +287,7 @@ def _convert(
     return bad
 
 
-def _reject(rec: RecordLike, reason: str, index: int | None = None) -> Rejected:
-    return Rejected(rec.topic, rec.partition, rec.offset, rec.key, rec.value, reason, index)
+def _reject(
+    rec: RecordLike, reason: str, index: int | None = None, code: str = "invalid_reading"
+) -> Rejected:
+    return Rejected(rec.topic, rec.partition, rec.offset, rec.key, rec.value, reason, index, code)

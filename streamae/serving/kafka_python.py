@@ -7,10 +7,9 @@ structs and exceptions into ours.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -20,6 +19,9 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
+from streamae.serving.exactly_once import last_record, transactional_id
+from streamae.serving.kafka_python_errors import delivery_error, translated
+from streamae.serving.security import kafka_python_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
 log = logging.getLogger(__name__)
@@ -27,55 +29,50 @@ log = logging.getLogger(__name__)
 
 def client_configs(s: KafkaSettings) -> dict[str, Any]:
     """Connection settings shared by consumers, producers and the admin client."""
-    cfg: dict[str, Any] = {
+    return {
         "bootstrap_servers": s.bootstrap_servers.split(","),
         "client_id": s.client_id,
-        "security_protocol": s.security_protocol,
+        **kafka_python_security(s),  # TLS and SASL (holds secrets in clear: never log it)
     }
-    if s.sasl_mechanism:
-        cfg["sasl_mechanism"] = s.sasl_mechanism
-        cfg["sasl_plain_username"] = s.sasl_username
-        cfg["sasl_plain_password"] = s.sasl_password.get_secret_value() if s.sasl_password else None
-    return cfg
 
 
-def make_producer(s: KafkaSettings) -> KafkaProducer:
-    """A producer whose acknowledgements mean the record is replicated (``acks=all``)."""
+def make_producer(s: KafkaSettings, transactional_id: str | None = None) -> KafkaProducer:
+    """A producer whose acknowledgements mean the record is replicated (``acks=all``).
+
+    Transactional (exactly-once) producers are idempotent, with five requests in flight.
+    Plain ones are not: kafka-python 3.0 turns any non-retriable produce error of an
+    idempotent producer (a record over a topic's ``max.message.bytes``) into a fatal state
+    that fails every later send, where the daemon must dead-letter that one record and go
+    on. One request in flight per connection keeps per-key order across retries instead.
+    """
+    idempotent = transactional_id is not None
     return KafkaProducer(
         **client_configs(s),
         acks="all",
+        enable_idempotence=idempotent,
+        max_in_flight_requests_per_connection=5 if idempotent else 1,
         request_timeout_ms=s.request_timeout_ms,
         linger_ms=s.linger_ms,
         batch_size=s.batch_size,
-        retries=5,
-        max_in_flight_requests_per_connection=1,  # keeps per-key order across retries
+        compression_type=None if s.compression_type == "none" else s.compression_type,
+        transactional_id=transactional_id,
     )
 
 
 def group_free_consumer(s: KafkaSettings) -> KafkaConsumer:
     """A consumer outside any group (reads chosen partitions; commits nothing)."""
-    return KafkaConsumer(**client_configs(s), enable_auto_commit=False, group_id=None)
+    return KafkaConsumer(
+        **client_configs(s), enable_auto_commit=False, group_id=None, isolation_level=isolation(s)
+    )
+
+
+def isolation(s: KafkaSettings) -> str:
+    """What the daemon reads: only committed transactions when it writes in transactions."""
+    return "read_committed" if s.delivery == "exactly_once" else "read_uncommitted"
 
 
 def _tp(p: Partition) -> TopicPartition:
     return TopicPartition(p.topic, p.partition)
-
-
-@contextlib.contextmanager
-def _translated(
-    what: str,
-    timeout: type[errors.TransportTimeout] = errors.TransportTimeout,
-    other: type[errors.TransportError] = errors.TransportError,
-) -> Iterator[None]:
-    """kafka-python's exceptions as ours (the original is the ``__cause__``)."""
-    try:
-        yield
-    except (kafka_errors.CommitFailedError, kafka_errors.RebalanceInProgressError) as exc:
-        raise errors.CommitRefused(f"{what}: {exc}") from exc
-    except kafka_errors.KafkaTimeoutError as exc:
-        raise timeout(f"{what}: no answer in time: {exc}") from exc
-    except kafka_errors.KafkaError as exc:
-        raise other(f"{what}: {exc!r}") from exc
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
@@ -92,30 +89,29 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-pytho
 
 
 class _Delivery:
-    __slots__ = ("_future",)
+    __slots__ = ("_failure", "_future", "_topic")
 
-    def __init__(self, future: FutureRecordMetadata) -> None:
-        self._future = future
+    def __init__(self, future: FutureRecordMetadata | None, topic: str, failure: BaseException | None = None):
+        self._future, self._topic = future, topic
+        self._failure = None if failure is None else delivery_error(failure, topic)
 
-    def failure(self) -> BaseException | None:
+    def done(self) -> bool:
+        return self._failure is not None or bool(self._future is not None and self._future.is_done)
+
+    def failure(self) -> errors.DeliveryError | None:
         f = self._future
-        return f.exception if f.is_done else None
-
-    def wait(self, timeout_s: float) -> None:
-        try:
-            self._future.get(timeout=timeout_s)
-        except Exception as exc:  # the send's own failure, or our wait's timeout
-            if self._future.failed():
-                raise errors.DeliveryError(f"not acknowledged: {exc!r}") from exc
-            raise errors.DeliveryError(f"not acknowledged within {timeout_s:g} s") from exc
+        if self._failure is None and f is not None and f.is_done and f.failed():
+            self._failure = delivery_error(f.exception, self._topic)
+        return self._failure
 
 
 class KafkaPythonTransport:
-    """``transport.Transport`` on kafka-python: a group consumer, a producer, and (for state
-    restores) a consumer outside the group."""
+    """``transport.Transport`` on kafka-python: a group consumer, a producer (transactional
+    in exactly-once mode), and (for state restores) a consumer outside the group."""
 
     def __init__(self, k: KafkaSettings) -> None:
         self.k = k
+        self.transactional = k.delivery == "exactly_once"
         # a group member that never commits on its own: the loop commits after outputs land
         self._consumer = KafkaConsumer(
             **client_configs(k),
@@ -125,9 +121,14 @@ class KafkaPythonTransport:
             max_poll_records=k.max_poll_records,
             session_timeout_ms=k.session_timeout_ms,
             max_poll_interval_ms=k.max_poll_interval_ms,
+            isolation_level=isolation(k),
         )
-        self._producer = make_producer(k)
+        self._producer = make_producer(k, transactional_id(k) if self.transactional else None)
+        if self.transactional:
+            with translated("initialising transactions", other=errors.DeliveryFatal):
+                self._producer.init_transactions()  # fences (and aborts) a predecessor's open one
         self._reader: KafkaConsumer | None = None
+        self._next: dict[Partition, int] = {}  # one past the last record polled, for lag
 
     def subscribe(
         self, topics: Sequence[str], on_assign: PartitionsCallback, on_revoke: PartitionsCallback
@@ -136,36 +137,74 @@ class KafkaPythonTransport:
 
     def poll(self, timeout_s: float, max_records: int) -> dict[Partition, list[Record]]:
         polled = self._consumer.poll(timeout_ms=max(0, round(1000 * timeout_s)), max_records=max_records)
-        return {
+        out = {
             Partition(tp.topic, tp.partition): [
                 Record(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ()), r.timestamp)
                 for r in records
             ]
             for tp, records in polled.items()
         }
+        for p, records in out.items():
+            self._next[p] = records[-1].offset + 1
+        return out
 
     def assignment(self) -> set[Partition]:
         return {Partition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     def seek(self, partition: Partition, offset: int) -> None:
         self._consumer.seek(_tp(partition), offset)
+        self._next[partition] = offset
 
     def committed(self, partitions: Collection[Partition]) -> dict[Partition, Offset | None]:
         out: dict[Partition, Offset | None] = {}
         for p in partitions:
-            with _translated(f"{p}: committed offset not read"):
+            with translated(f"{p}: committed offset not read"):
                 c = self._consumer.committed(_tp(p), metadata=True, timeout_ms=self.k.request_timeout_ms)
             no_commit = c is None or c.offset is None or c.offset < 0
             out[p] = None if no_commit else Offset(c.offset, c.metadata or "")
         return out
 
     def commit(self, offsets: Mapping[Partition, Offset]) -> None:
-        structs = {_tp(p): OffsetAndMetadata(o.offset, o.metadata, -1) for p, o in offsets.items()}
-        with _translated("offset commit", errors.CommitTimeout):
-            self._consumer.commit(structs)
+        with translated("offset commit", errors.CommitTimeout):
+            self._consumer.commit(_structs(offsets))
+
+    def pause(self, partitions: Collection[Partition]) -> None:
+        held = self._consumer.assignment()
+        self._consumer.pause(*[tp for tp in map(_tp, partitions) if tp in held])
+
+    def resume(self, partitions: Collection[Partition]) -> None:
+        held = self._consumer.assignment()
+        self._consumer.resume(*[tp for tp in map(_tp, partitions) if tp in held])
+
+    def highwater(self, partition: Partition) -> int | None:
+        end = self._consumer.highwater(_tp(partition))
+        return None if end is None else int(end)
+
+    def lag(self) -> dict[Partition, int]:
+        out = {}
+        for tp in self._consumer.assignment():
+            p = Partition(tp.topic, tp.partition)
+            end, position = self.highwater(p), self._next.get(p)
+            if end is not None and position is not None:
+                out[p] = max(0, end - position)
+        return out
+
+    def begin_transaction(self) -> None:
+        with translated("beginning a transaction", other=errors.DeliveryFatal):
+            self._producer.begin_transaction()
+
+    def commit_transaction(self, offsets: Mapping[Partition, Offset]) -> None:
+        with translated("committing a transaction", other=errors.TransactionFailed):
+            if offsets:
+                self._producer.send_offsets_to_transaction(_structs(offsets), self._consumer.group_metadata())
+            self._producer.commit_transaction()
+
+    def abort_transaction(self) -> None:
+        with translated("aborting a transaction", other=errors.DeliveryFatal):
+            self._producer.abort_transaction()
 
     def partitions_for_topic(self, topic: str) -> set[int]:
-        with _translated(f"metadata of '{topic}' not read"):
+        with translated(f"metadata of '{topic}' not read"):
             self._consumer.topics()  # refreshes the cached metadata
             return set(self._consumer.partitions_for_topic(topic) or ())
 
@@ -181,9 +220,9 @@ class KafkaPythonTransport:
             future = self._producer.send(
                 topic, value=value, key=key, headers=list(headers) or None, partition=partition
             )
-        except kafka_errors.KafkaError as exc:
-            raise errors.DeliveryError(f"cannot send to '{topic}': {exc!r}") from exc
-        return _Delivery(future)
+        except kafka_errors.KafkaError as exc:  # refused before it was queued (e.g. too large)
+            return _Delivery(None, topic, exc)
+        return _Delivery(future, topic)
 
     def flush(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -203,18 +242,19 @@ class KafkaPythonTransport:
     def read_last(self, partition: Partition, timeout_s: float) -> Record | None:
         reader = self._reader = self._reader or group_free_consumer(self.k)
         tp = _tp(partition)
-        deadline = time.monotonic() + timeout_s
-        with _translated(f"could not read {partition}", errors.TransportTimeout, errors.TransportTimeout):
+        with translated(f"could not read {partition}", errors.TransportTimeout, errors.TransportTimeout):
+            first = reader.beginning_offsets([tp])[tp]
             end = reader.end_offsets([tp])[tp]
-            if not end:
-                return None
             reader.assign([tp])
-            reader.seek(tp, end - 1)
-            while time.monotonic() < deadline:
-                if records := reader.poll(timeout_ms=200).get(tp, []):
-                    r = records[-1]
-                    return Record(r.topic, r.partition, r.offset, r.key, r.value, (), r.timestamp)
-        raise errors.TransportTimeout(f"could not read {partition}@{end - 1} within {timeout_s:g} s")
+            return last_record(
+                lambda offset: reader.seek(tp, offset),
+                lambda: [_record(r) for r in reader.poll(timeout_ms=200).get(tp, [])],
+                lambda: reader.position(tp, timeout_ms=1000),
+                partition,
+                first,
+                end,
+                timeout_s,
+            )
 
     def close(self) -> None:
         """Close every client; a failing close must not mask the error that stopped the loop
@@ -230,6 +270,14 @@ class KafkaPythonTransport:
                 close()
             except Exception as exc:
                 log.warning("closing the %s failed: %r", name, exc)
+
+
+def _structs(offsets: Mapping[Partition, Offset]) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {_tp(p): OffsetAndMetadata(o.offset, o.metadata, -1) for p, o in offsets.items()}
+
+
+def _record(r: Any) -> Record:
+    return Record(r.topic, r.partition, r.offset, r.key, r.value, (), r.timestamp)
 
 
 def open_transport(k: KafkaSettings) -> KafkaPythonTransport:

@@ -1,13 +1,15 @@
 """The serving loop: poll → decode → windows → micro-batch → score → alerts → publish → commit.
 
-Delivery is at-least-once and window-complete. Outputs wait for the next commit (on an
-interval or a count of records; ``checkpoint.py``), which publishes them, waits for their
-acknowledgements, saves each partition's alert and smoothing state (``state_store.py``),
-and only then commits. The committed offset is the oldest reading still held for an
-unfinished window, so a restarted (or rebalanced) consumer replays just enough to rebuild
-its windows; the commit metadata carries ``scored_through``, the last offset whose outputs
-are published. Replayed windows up to it are rebuilt and dropped: neither published again
-nor fed to the alert policy, whose state comes back from the state topic instead.
+Delivery is at-least-once (or exactly-once) and window-complete. Outputs wait for the next
+commit (on an interval, a count of records, or ``STREAMAE_OUTPUT__MAX_HELD`` held), which
+publishes them, then saves each partition's alert state, then commits (``committer.py``).
+The committed offset is the oldest reading still held for an unfinished window, so a
+restarted (or rebalanced) consumer replays just enough to rebuild its windows; the commit
+metadata's ``scored_through`` keeps the replay from publishing anything twice.
+
+Nothing but configuration stops it: a step that fails for a reason that may pass (broker
+away, no acknowledgement, commit not answered) is retried with backoff while consumption
+stays paused and polls keep the membership alive.
 """
 
 from __future__ import annotations
@@ -16,35 +18,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
 from streamae.serving import metrics
-from streamae.serving.checkpoint import Checkpoint, Mark, commit_policy, scored_through
-from streamae.serving.decode import ReadingDecoder, Rejected
+from streamae.serving.backoff import Backoff
+from streamae.serving.checkpoint import Checkpoint, commit_policy, scored_through
+from streamae.serving.committer import REWIND, WAITING, Committer
+from streamae.serving.dead_letters import Rejected
+from streamae.serving.decode import ReadingDecoder
 from streamae.serving.microbatch import MicroBatch, score
 from streamae.serving.partition import PartitionState
+from streamae.serving.progress import DaemonStats as DaemonStats  # re-exported (demo)
+from streamae.serving.progress import HealthSnapshot
 from streamae.serving.publisher import Published, Publisher
-from streamae.serving.rebalance import Rebalance, Resume, names, position
+from streamae.serving.rebalance import Positioner, names
+from streamae.serving.reload import ModelReloader
 from streamae.serving.state_store import StateStore, check_state_topic
-from streamae.serving.transport import CommitRefused, CommitTimeout, Partition, Record, Transport
+from streamae.serving.transport import Partition, Record, Transport
 
 log = logging.getLogger(__name__)
 
 MAX_POLL_WAIT_S = 0.25  # how long a poll may block: bounds the reaction to stop()
-
-
-@dataclass
-class DaemonStats:
-    readings: int = 0
-    dead_letters: int = 0
-    windows: int = 0  # windows whose scores were published
-    replayed_windows: int = 0
-    alerts_opened: int = 0
-    alerts_closed: int = 0
-    commits: int = 0
-    batches: int = 0
+LAG_EVERY_S = 1.0  # how often the loop refreshes the lag it reports
 
 
 class Daemon:
@@ -56,21 +52,40 @@ class Daemon:
         scorer: Scorer,
         transport: Transport,
         clock: Callable[[], float] = time.monotonic,
+        reloader: ModelReloader | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.transport = transport
+        self.reloader = reloader
+        self.clock = clock
         k, b = settings.kafka, settings.batch
         self.decoder = ReadingDecoder(scorer.manifest.features)
         self.stats = DaemonStats()
-        self.rebalance = Rebalance()
         self.checkpoint = Checkpoint(*commit_policy(settings), clock=clock)
         self.batch = MicroBatch(b.max_windows, b.max_wait_ms / 1000, clock)
-        self.publisher = Publisher(transport, k)
+        self.publisher = Publisher(transport, k, settings.output)
         self.state = StateStore(transport, k.state_topic)
+        backoff_s = (k.retry_backoff_ms / 1000, k.retry_backoff_max_ms / 1000)
+        self.positioner = Positioner(transport, self.checkpoint, self.state, Backoff(*backoff_s, clock))
+        self.rebalance = self.positioner.rebalance
+        self.committer = Committer(
+            transport,
+            self.publisher,
+            self.state,
+            self.checkpoint,
+            self.rebalance,
+            Backoff(*backoff_s, clock),
+            self._count,
+            clock,
+        )
         self._parts: dict[Partition, PartitionState] = {}
-        self._resumes: dict[Partition, Resume] = {}  # positioned, no records yet
         self._stop = threading.Event()
+        self._paused: set[Partition] = set()
+        self._polled_at: float | None = None
+        self._progress_at: float | None = None
+        self._lag: dict[Partition, int] = {}
+        self._lag_at = float("-inf")
 
     def stop(self) -> None:
         """Ask the loop to finish: it drains in-flight work, commits and returns."""
@@ -80,48 +95,94 @@ class Daemon:
         """The partitions this member holds: safe to call from any thread."""
         return self.rebalance.held()
 
+    def health(self) -> HealthSnapshot:
+        """The loop's state for health checks (``progress.py``): safe to call from any thread."""
+        c, r = self.committer, self.reloader
+        return HealthSnapshot(
+            polled_at=self._polled_at,
+            last_progress=max(self._progress_at or 0.0, c.committed_at or 0.0) or None,
+            committed_at=c.committed_at,
+            assigned=len(self.rebalance.held()),
+            in_backoff=c.backoff.active or self.positioner.backoff.active,
+            paused=bool(self._paused),
+            model_version=self.scorer.manifest.model_version,
+            lag=dict(self._lag),
+            held_outputs=len(self.publisher) + self.publisher.in_flight(),
+            reloads=r.reloads if r else 0,
+            reload_failures=r.failures if r else 0,
+        )
+
     def run(self) -> DaemonStats:
         k = self.settings.kafka
         try:
             check_state_topic(self.transport, k)
             self.transport.subscribe([k.input_topic], self.rebalance.on_assign, self.rebalance.on_revoke)
             while not self._stop.is_set():
-                polled = self.transport.poll(self._poll_timeout(), k.max_poll_records)
-                # records fetched before a seek to the resume point come again after it
-                sought = self._apply_rebalance()
-                for partition, records in polled.items():
-                    if partition not in sought:
-                        self._ingest(partition, records)
-                if self.batch.ready():
-                    self._score()
-                if not len(self.batch) and self.checkpoint.due():
-                    self._commit()
-            self._drop(self.rebalance.take_revoked())
-            self._score()
-            self._commit()
+                self._tick()
+            self._drain()
         finally:
+            self.committer.abort()  # a transaction still open at the end (exactly-once)
             self.transport.close()
         log.info("stopped: %s", self.stats)
         return self.stats
 
+    def _tick(self) -> None:
+        polled = self.transport.poll(self._poll_timeout(), self.settings.kafka.max_poll_records)
+        self._polled_at = now = self.clock()
+        # records fetched before a seek to the resume point come again after it
+        skip = self._apply_rebalance(polled)
+        for partition, records in polled.items():
+            if partition not in skip:
+                self._ingest(partition, records)
+        if self.reloader is not None and (new := self.reloader.poll()) is not None:
+            self.scorer = new  # between micro-batches: the next one scores with it
+        if self.batch.ready():
+            self._score()
+        if not len(self.batch) and (self.committer.busy or self._commit_due()):
+            self._commit()
+        self._pause_while_stuck()
+        if now - self._lag_at >= LAG_EVERY_S:
+            self._lag, self._lag_at = self.transport.lag(), now
+
+    def _commit_due(self) -> bool:
+        return self.checkpoint.due() or len(self.publisher) >= self.settings.output.max_held
+
     def _poll_timeout(self) -> float:
         # a due commit waits for the pending micro-batch, so that is the next deadline
-        wait = self.batch.seconds_until_ready() if len(self.batch) else self.checkpoint.seconds_until_due()
+        if len(self.batch):
+            wait = self.batch.seconds_until_ready()
+        elif self.committer.busy:
+            wait = self.committer.backoff.remaining()
+        else:
+            wait = self.checkpoint.seconds_until_due()
+        if self.positioner.pending():
+            wait = min(wait if wait is not None else MAX_POLL_WAIT_S, self.positioner.backoff.remaining())
         return max(0.001, min(MAX_POLL_WAIT_S, MAX_POLL_WAIT_S if wait is None else wait))
+
+    def _pause_while_stuck(self) -> None:
+        """Pause every held partition while a commit waits out a backoff (outputs stay
+        bounded: nothing new is read), and those whose position is not known yet."""
+        held = self.rebalance.held()
+        want = set(held) if self.committer.busy else set()
+        want |= self.positioner.unpositioned() & held
+        if want - self._paused:
+            self.transport.pause(want - self._paused)
+        if self._paused - want:
+            self.transport.resume((self._paused - want) & held)
+        if bool(want) != bool(self._paused):
+            log.info("consumption %s", "paused" if want else "resumed")
+        self._paused = want
 
     # -- rebalances -----------------------------------------------------------------
 
-    def _apply_rebalance(self) -> set[Partition]:
-        """Drop revoked partitions, position assigned ones; returns those sought."""
-        revoked = self.rebalance.take_revoked()
-        assigned = self.rebalance.take_assigned()
+    def _apply_rebalance(self, polled: dict[Partition, list[Record]]) -> set[Partition]:
+        """Drop revoked partitions, position assigned ones; returns those whose records in
+        ``polled`` are not to be used (sought, or not positioned yet)."""
+        revoked, assigned = self.rebalance.take_revoked(), self.rebalance.take_assigned()
         # one assigned while still held comes back without a revocation: start it over
         self._drop(revoked | (assigned & self._parts.keys()))
-        if not assigned:
-            return set()
-        resumes = position(self.transport, assigned, self.checkpoint)
-        self._resumes.update(resumes)
-        return {p for p, r in resumes.items() if r.offset is not None}
+        self._paused -= revoked
+        return self.positioner.position(assigned, polled)
 
     def _drop(self, partitions: Collection[Partition]) -> None:
         """Forget partitions: their state, unscored windows and unpublished outputs."""
@@ -129,7 +190,8 @@ class Daemon:
             return
         for p in partitions:
             self._parts.pop(p, None)
-            self._resumes.pop(p, None)
+        self.positioner.forget(partitions)
+        self.committer.drop(partitions)
         self.checkpoint.drop(partitions)
         windows, outputs = self.batch.drop(partitions), self.publisher.drop(partitions)
         if windows or outputs:
@@ -140,17 +202,24 @@ class Daemon:
                 outputs,
             )
 
+    def _rewind(self) -> None:
+        """Exactly-once: the transaction was aborted; resume every partition from its commit."""
+        held = set(self.rebalance.held())
+        log.warning("rewinding %s to their last commit", names(held))
+        self.stats.rewinds += 1
+        self._drop(held | self._parts.keys())
+        self.rebalance.reposition(held)
+
     def _resume(self, partition: Partition, first_offset: int) -> PartitionState:
         """Fresh state for a partition's first records since its assignment."""
-        resume = self._resumes.pop(partition, Resume(None, None))
+        resume = self.positioner.take(partition)
         if resume.offset is not None and first_offset > resume.offset:
             # the resume point is gone (retention) or was a control record
             log.warning("%s: offset %d unavailable, resuming at %d", partition, resume.offset, first_offset)
         through = scored_through(resume.committed, partition)
         self.checkpoint.start(partition, first_offset, through)
         st = self._parts[partition] = PartitionState.fresh(partition, self.scorer, self.settings)
-        saved = self.state.load(partition, through) if resume.committed else None
-        restored = saved is not None and st.restore(saved)
+        restored = resume.saved is not None and st.restore(resume.saved)
         log.info(
             "%s: resuming at offset %d; outputs published through %d; alert state %s",
             partition,
@@ -169,6 +238,7 @@ class Daemon:
         self._dead_letters(partition, rejected + st.discarded())
         self.checkpoint.processed(partition, records[0].offset, records[-1].offset, len(records))
         self.stats.readings += len(readings)
+        self._progress_at = self.clock()
         metrics.READINGS.inc(len(readings))
 
     def _dead_letters(self, partition: Partition, rejected: list[Rejected]) -> None:
@@ -183,52 +253,63 @@ class Daemon:
         if not pending:
             return
         started = time.perf_counter()
-        top_k = self.settings.model.top_features
+        top_k, topic = self.settings.model.top_features, self.settings.kafka.scores_topic
         for windows, batch in score(self.scorer, pending):
             p = Partition(windows.topic, windows.partition)
             out = self._parts[p].outputs(
-                self.scorer, windows, batch, self.checkpoint.scored_through(p), top_k
+                self.scorer,
+                windows,
+                batch,
+                self.checkpoint.scored_through(p),
+                top_k,
+                self.settings.output,
+                topic,
             )
             self.publisher.add_scores(p, out.scores)
             self.publisher.add_alerts(p, out.alerts)
+            for r in out.too_large:
+                self.publisher.add_dead_letter(r)
             self.stats.replayed_windows += out.replayed
             metrics.REPLAYED.inc(out.replayed)
         self.stats.batches += 1
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
 
     def _commit(self) -> None:
-        """Publish → acknowledgements → state → commit; each step only after the last one."""
-        started = time.perf_counter()
-        plan = self.checkpoint.plan({p: st.oldest_offset() for p, st in self._parts.items()})
-        for p, st in self._parts.items():  # readings of keys forgotten just now
-            self._dead_letters(p, st.discarded())
-        self._count(self.publisher.publish())
-        self.publisher.wait_for_acks()  # DeliveryError: nothing more is committed
-        self.checkpoint.published(plan)
-        for p, mark in plan.items():
-            self.state.save(self.publisher, p, self._parts[p].snapshot(mark.scored_through))
-        self.publisher.wait_for_acks()
-        if plan:
-            self._commit_offsets(plan)
-        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        """Start a commit (publish → acknowledgements → state → offsets), or carry on the
+        one under way; a step that has to wait leaves it for a later call."""
+        started, commits = time.perf_counter(), self.committer.commits
+        if self.committer.busy:
+            outcome = self.committer.step()
+        else:
+            plan = self.checkpoint.plan({p: st.oldest_offset() for p, st in self._parts.items()})
+            for p, st in self._parts.items():  # readings of keys forgotten just now
+                self._dead_letters(p, st.discarded())
+            # alert state as of the plan: records read while the commit waits change it later
+            snapshots = {p: self._parts[p].snapshot(mark.scored_through) for p, mark in plan.items()}
+            outcome = self.committer.start(plan, snapshots)
+        if outcome == REWIND:
+            self._rewind()
+        elif outcome != WAITING:
+            self.stats.commits = self.committer.commits
+            metrics.COMMITS.inc(self.committer.commits - commits)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.KEYS.set(sum(len(st.store) for st in self._parts.values()))
 
-    def _commit_offsets(self, plan: dict[Partition, Mark]) -> None:
-        try:
-            self.transport.commit({p: mark.to_offset() for p, mark in plan.items()})
-        except CommitRefused as exc:
-            # a rebalance took the partitions meanwhile: their new owner resumes from the
-            # previous commit and may publish these outputs again (at-least-once)
-            log.warning("commit refused during a rebalance: %s", exc)
-            self.rebalance.drop_later(plan)
-            return
-        except CommitTimeout as exc:
-            # outputs and state are out; the next commit carries these offsets too
-            log.warning("commit not answered, retrying with the next: %s", exc)
-            return
-        self.checkpoint.committed(plan)
-        self.stats.commits += 1
-        metrics.COMMITS.inc()
+    def _drain(self) -> None:
+        """After stop(): score what is pending and commit it, waiting out failures for at
+        most twice the request timeout (then the next owner replays it: at-least-once)."""
+        self._drop(self.rebalance.take_revoked())
+        self._score()
+        deadline = self.clock() + 2 * self.settings.kafka.request_timeout_ms / 1000
+        self._commit()
+        while self.committer.busy and self.clock() < deadline:
+            # polls keep the membership (partitions are paused meanwhile; records that come
+            # anyway are left uncommitted) and say which partitions the group took back
+            self.transport.poll(self._poll_timeout(), self.settings.kafka.max_poll_records)
+            self._drop(self.rebalance.take_revoked())
+            self._commit()
+        if self.committer.busy:
+            log.warning("stopping with outputs not committed: the next owner replays them")
 
     def _count(self, sent: Published) -> None:
         s = self.stats
@@ -236,3 +317,5 @@ class Daemon:
         s.alerts_opened += sent.alerts_opened
         s.alerts_closed += sent.alerts_closed
         s.dead_letters += sent.dead_letters
+        if sent.scores or sent.dead_letters:
+            self._progress_at = self.clock()

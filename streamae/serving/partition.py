@@ -15,10 +15,11 @@ from typing import Any
 import orjson
 
 from streamae.core.alerts import AlertPolicy
-from streamae.core.config import Settings
+from streamae.core.config import OutputSettings, Settings
 from streamae.core.scoring import ScoreBatch, Scorer
 from streamae.core.windows import Windows, WindowStore
-from streamae.serving.decode import Rejected
+from streamae.serving.dead_letters import Rejected
+from streamae.serving.outputs import Scored, build
 from streamae.serving.state_store import SavedState
 from streamae.serving.transport import Partition
 
@@ -27,10 +28,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outputs:
-    """Score messages and alert events of one partition's scored windows."""
+    """What one partition's scored windows publish (see ``outputs.ScoreRecords``)."""
 
-    scores: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
+    scores: list[tuple[bytes, bytes, int, int]]  # (key, value, offset, windows carried)
+    alerts: list[tuple[dict[str, Any], int]]  # (event, offset of the window that raised it)
+    too_large: list[Rejected]  # outputs too large to publish, as dead letters
     replayed: int  # windows rebuilt by a replay: published before, so left out
 
 
@@ -62,7 +64,11 @@ class PartitionState:
             for key, ts, values, offset, reason in rows:
                 value = orjson.dumps({"key": key, "ts": ts, "values": dict(zip(self.features, values))})
                 p = self.partition
-                out.append(Rejected(p.topic, p.partition, offset, key.encode(), value, reason))
+                out.append(
+                    Rejected(
+                        p.topic, p.partition, offset, key.encode(), value, reason, None, "window_abandoned"
+                    )
+                )
         return out
 
     def restore(self, saved: SavedState) -> bool:
@@ -89,16 +95,26 @@ class PartitionState:
         return self.store.oldest_offset()
 
     def outputs(
-        self, scorer: Scorer, windows: Windows, batch: ScoreBatch, scored_through: int, top_k: int
+        self,
+        scorer: Scorer,
+        windows: Windows,
+        batch: ScoreBatch,
+        scored_through: int,
+        top_k: int,
+        o: OutputSettings,
+        topic: str,
     ) -> Outputs:
-        """Score messages and alert events of scored ``windows``; windows ending at or
-        before ``scored_through`` were published before a restart and their effect is in
-        the restored state, so they are neither published nor fed to the alert policy."""
+        """Score records (for ``topic``, in the form ``o`` says) and alert events of scored
+        ``windows``; windows ending at or before ``scored_through`` were published before a
+        restart and their effect is in the restored state, so they are neither published
+        nor fed to the alert policy."""
         fresh = windows.last_offset > scored_through
         n_fresh = int(fresh.sum())
         if n_fresh < len(windows):
             windows = windows.select(fresh)
             batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
-        messages = scorer.messages(windows, batch, top_k, self.smoothing)
-        events = [event for _, event in self.policy.update(messages)]
-        return Outputs(messages, events, len(fresh) - n_fresh)
+        smoothed = scorer.smooth(windows.keys, batch.scores, self.smoothing)
+        built = build(scorer, Scored.of(scorer, windows, batch, smoothed, top_k), o, topic)
+        offsets = windows.last_offset
+        events = [(event, int(offsets[i])) for i, event in self.policy.update(built.policy)]
+        return Outputs(built.records, events, built.too_large, len(fresh) - n_fresh)

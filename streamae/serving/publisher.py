@@ -2,61 +2,65 @@
 
 Outputs wait here, per source partition, until the next commit publishes them: a
 partition revoked before then takes its outputs along (:meth:`Publisher.drop`) and its
-next owner, replaying from the last commit, publishes them once. Every send's handle is
-kept until :meth:`Publisher.wait_for_acks`, which raises :class:`DeliveryError` naming
-the cause when any send failed or was not acknowledged in time.
+next owner, replaying from the last commit, publishes them once. :meth:`Publisher.settle`
+flushes and sorts every send by its fate (``errors.py``):
+
+- acknowledged: counted;
+- still in flight, or failed transiently (broker away, timeouts): reported, so the loop
+  backs off; :meth:`Publisher.retry` sends the failed ones again (never those in flight:
+  the client still retries those itself);
+- refused for good (too large for the topic): published as a dead letter instead, with
+  reason ``output_too_large`` (in a transaction: remembered, so that the replay after the
+  abort dead-letters it at once);
+- refused for a reason of configuration: :class:`DeliveryFatal` is raised.
+
+Every record is bounded before it is sent (``STREAMAE_OUTPUT__MAX_MESSAGE_BYTES``): dead
+letters are cut to fit (``dead_letters.py``), larger outputs become dead letters.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
-from streamae.core.config import KafkaSettings
+from streamae.core.config import KafkaSettings, OutputSettings
 from streamae.serving import metrics
-from streamae.serving.decode import Rejected
-from streamae.serving.transport import Delivery, DeliveryError, Header, Partition, Transport
+from streamae.serving.dead_letters import Rejected, dead_letter, record_bytes, undeliverable
+from streamae.serving.transport import (
+    Delivery,
+    DeliveryError,
+    DeliveryFatal,
+    Header,
+    Partition,
+    RecordRejected,
+    Transport,
+)
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_VALUE_BYTES = 64 * 1024
-REASON_CHARS = 1000
-
-
-def dead_letter(r: Rejected) -> tuple[bytes, tuple[Header, ...]]:
-    """The dead-letter document (see ``messages.DeadLetter``) of a rejected record, and its
-    headers. Bounded, so a huge poison record cannot make its own dead letter too large."""
-    raw = r.value or b""
-    reason = r.reason[:REASON_CHARS]
-    doc = {
-        "reason": reason,
-        "topic": r.topic,
-        "partition": r.partition,
-        "offset": r.offset,
-        "index": r.index,
-        "key": r.key[:REASON_CHARS].decode("utf-8", "replace") if r.key else None,
-        "value": raw[:DEAD_LETTER_VALUE_BYTES].decode("utf-8", "replace"),
-        "value_bytes": len(raw),
-    }
-    return orjson.dumps(doc), (("streamae.reason", reason.encode()[:512]),)
+POISON_MEMORY = 10_000  # outputs refused in a transaction, remembered for the replay
 
 
 class _Output(NamedTuple):
-    kind: str  # "score", "open", "close" or "dead_letter": what it counts as
+    kind: str  # "score", "open", "close", "dead_letter", "state": what it counts as
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: tuple[Header, ...] = ()
+    offset: int = -1  # the input offset it comes from: names it if it is dead-lettered
+    partition: int | None = None  # where it goes, when that is fixed (state)
+    windows: int = 1  # scores: windows it carries (a batch message carries several)
 
 
 @dataclass
 class Published:
-    """What one :meth:`Publisher.publish` sent."""
+    """Outputs acknowledged, by kind."""
 
     scores: int = 0
     alerts_opened: int = 0
@@ -64,53 +68,90 @@ class Published:
     dead_letters: int = 0
 
 
-class Publisher:
-    """Buffers outputs per source partition, sends them, and waits for their acknowledgements."""
+@dataclass
+class Settled:
+    """Where every send stands after :meth:`Publisher.settle`."""
 
-    def __init__(self, transport: Transport, k: KafkaSettings) -> None:
+    acked: Published = field(default_factory=Published)
+    pending: int = 0  # still in flight
+    failed: int = 0  # failed transiently: :meth:`Publisher.retry` sends them again
+    rejected: int = 0  # refused for good (in a transaction: the transaction must abort)
+    error: DeliveryError | None = None  # the first failure, naming the broker's cause
+
+    @property
+    def complete(self) -> bool:
+        return not (self.pending or self.failed or self.rejected)
+
+
+class Publisher:
+    """Holds outputs per source partition, sends them, and sorts out their acknowledgements."""
+
+    def __init__(self, transport: Transport, k: KafkaSettings, o: OutputSettings | None = None) -> None:
         self.transport = transport
         self.k = k
+        self.max_bytes = (o or OutputSettings()).max_message_bytes
         self.ack_timeout_s = k.request_timeout_ms / 1000
-        self._outputs: dict[Partition, list[_Output]] = {}
-        self._in_flight: list[tuple[str, Delivery]] = []
+        self._held: dict[Partition, list[_Output]] = {}
+        self._in_flight: list[tuple[Partition, _Output, Delivery]] = []
+        self._failed: list[tuple[Partition, _Output]] = []
+        self._poison: OrderedDict[tuple[str, Partition, int, bytes | None], None] = OrderedDict()
 
     def __len__(self) -> int:
-        """Outputs waiting to be published."""
-        return sum(map(len, self._outputs.values()))
+        """Outputs held for the next publish."""
+        return sum(map(len, self._held.values()))
 
-    def add_scores(self, partition: Partition, messages: Iterable[Mapping[str, Any]]) -> None:
-        out = self._outputs.setdefault(partition, [])
+    def in_flight(self) -> int:
+        """Sends not yet settled, and failed ones waiting to be sent again."""
+        return len(self._in_flight) + len(self._failed)
+
+    def add_scores(self, partition: Partition, records: Iterable[tuple[bytes, bytes, int, int]]) -> None:
+        """Hold score records ``(key, value, offset of the last window's last reading, windows)``."""
         topic = self.k.scores_topic
-        out.extend(_Output("score", topic, m["key"].encode(), orjson.dumps(m)) for m in messages)
+        for key, value, offset, windows in records:
+            self._add(partition, _Output("score", topic, key, value, (), offset, None, windows))
 
-    def add_alerts(self, partition: Partition, events: Iterable[Mapping[str, Any]]) -> None:
-        out = self._outputs.setdefault(partition, [])
+    def add_alerts(self, partition: Partition, events: Iterable[tuple[Mapping[str, Any], int]]) -> None:
+        """Hold alert events, each with the offset of the window that raised it."""
         topic = self.k.alerts_topic
-        out.extend(_Output(e["event"], topic, e["key"].encode(), orjson.dumps(e)) for e in events)
+        for e, offset in events:
+            self._add(partition, _Output(e["event"], topic, e["key"].encode(), orjson.dumps(e), (), offset))
 
     def add_dead_letter(self, r: Rejected) -> None:
-        log.warning("dead letter %s[%d]@%d: %s", r.topic, r.partition, r.offset, r.reason)
-        value, headers = dead_letter(r)
-        out = self._outputs.setdefault(Partition(r.topic, r.partition), [])
-        out.append(_Output("dead_letter", self.k.dlq_topic, r.key, value, headers))
+        self._held.setdefault(Partition(r.topic, r.partition), []).append(self._dead_letter(r))
+
+    def _dead_letter(self, r: Rejected) -> _Output:
+        where = {"partition": f"{r.topic}[{r.partition}]", "offset": r.offset, "reason_code": r.code}
+        log.warning(
+            "dead letter %s[%d]@%d (%s): %s", r.topic, r.partition, r.offset, r.code, r.reason, extra=where
+        )
+        key, value, headers = dead_letter(r, self.max_bytes)
+        return _Output("dead_letter", self.k.dlq_topic, key, value, headers, r.offset)
+
+    def _add(self, partition: Partition, out: _Output) -> None:
+        size = record_bytes(out.key, out.value, out.headers)
+        if size > self.max_bytes:
+            why = f"is {size} bytes, over STREAMAE_OUTPUT__MAX_MESSAGE_BYTES ({self.max_bytes})"
+            self.add_dead_letter(self._undeliverable(partition, out, why, "output_too_large"))
+        elif (out.topic, partition, out.offset, out.key) in self._poison:
+            why = "was refused by the broker before (and the transaction aborted)"
+            self.add_dead_letter(self._undeliverable(partition, out, why, "output_too_large"))
+        else:
+            self._held.setdefault(partition, []).append(out)
 
     def drop(self, partitions: Collection[Partition]) -> int:
         """Forget the unpublished outputs of ``partitions``; how many there were."""
-        return sum(len(self._outputs.pop(p, ())) for p in partitions)
+        dropped = sum(len(self._held.pop(p, ())) for p in partitions)
+        kept = [(p, o) for p, o in self._failed if p not in partitions]
+        dropped += len(self._failed) - len(kept)
+        self._failed = kept
+        return dropped
 
-    def publish(self) -> Published:
-        """Send every buffered output (acknowledgements: :meth:`wait_for_acks`)."""
-        counts = {"score": 0, "open": 0, "close": 0, "dead_letter": 0}
-        outputs, self._outputs = self._outputs, {}
-        for out in outputs.values():
-            for o in out:
-                self.send(o.topic, o.key, o.value, o.headers)
-                counts[o.kind] += 1
-        metrics.WINDOWS.inc(counts["score"])
-        metrics.DEAD_LETTERS.inc(counts["dead_letter"])
-        for event in ("open", "close"):
-            metrics.ALERTS.labels(event).inc(counts[event])
-        return Published(counts["score"], counts["open"], counts["close"], counts["dead_letter"])
+    def publish(self) -> None:
+        """Send every held output (their fate: :meth:`settle`)."""
+        held, self._held = self._held, {}
+        for partition, outputs in held.items():
+            for o in outputs:
+                self._send(partition, o)
 
     def send(
         self,
@@ -120,33 +161,98 @@ class Publisher:
         headers: Sequence[Header] = (),
         partition: int | None = None,
     ) -> None:
-        """Send one record now; its acknowledgement is awaited with the others."""
-        self._in_flight.append((topic, self.transport.send(topic, key, value, headers, partition)))
+        """Send one record now (the alert state); settled with the others."""
+        self._send(Partition(topic, -1), _Output("state", topic, key, value, tuple(headers), -1, partition))
 
-    def wait_for_acks(self) -> None:
-        """Flush, then wait until every send so far is acknowledged.
+    def _send(self, source: Partition, o: _Output) -> None:
+        delivery = self.transport.send(o.topic, o.key, o.value, o.headers, o.partition)
+        self._in_flight.append((source, o, delivery))
 
-        Raises :class:`DeliveryError` naming the first failure's cause (a failure is
-        reported before any timeout, which it may have caused).
-        """
-        in_flight, self._in_flight = self._in_flight, []
-        if not in_flight:
+    def retry(self) -> int:
+        """Send again the outputs that failed transiently; how many."""
+        failed, self._failed = self._failed, []
+        for source, o in failed:
+            self._send(source, o)
+        return len(failed)
+
+    def forget_in_flight(self) -> None:
+        """Give up on every send (an aborted transaction: none of them will be visible)."""
+        self._in_flight, self._failed = [], []
+
+    def settle(self, timeout_s: float | None = None) -> Settled:
+        """Flush, wait (at most ``timeout_s``, default the request timeout) and sort every
+        send by its fate; raises :class:`DeliveryFatal` for a refusal of configuration."""
+        deadline = time.monotonic() + (self.ack_timeout_s if timeout_s is None else timeout_s)
+        result = Settled()
+        while self._in_flight:
+            self.transport.flush(max(0.0, deadline - time.monotonic()))
+            in_flight, self._in_flight = self._in_flight, []
+            for source, o, d in in_flight:
+                self._sort(source, o, d, result)
+            # dead letters of refused outputs were just sent: wait for them too
+            if not self._in_flight or result.pending or time.monotonic() >= deadline:
+                break
+        _count(result.acked)
+        return result
+
+    def _sort(self, source: Partition, o: _Output, d: Delivery, result: Settled) -> None:
+        if not d.done():
+            result.pending += 1
+            self._in_flight.append((source, o, d))
             return
-        deadline = time.monotonic() + self.ack_timeout_s
-        self.transport.flush(self.ack_timeout_s)
-        _raise_first_failure(in_flight)
-        for _, delivery in in_flight:
-            try:
-                delivery.wait(max(0.0, deadline - time.monotonic()))
-            except DeliveryError:
-                _raise_first_failure(in_flight)
-                raise
+        err = d.failure()
+        if err is None:
+            _acked(result.acked, o)
+            return
+        result.error = result.error or err
+        if isinstance(err, DeliveryFatal):
+            raise err
+        if not isinstance(err, RecordRejected):
+            result.failed += 1
+            self._failed.append((source, o))
+        elif self.transport.transactional:
+            result.rejected += 1  # the transaction is lost: dead-lettered in the replay
+            self._poison[(o.topic, source, o.offset, o.key)] = None
+            while len(self._poison) > POISON_MEMORY:
+                self._poison.popitem(last=False)
+        else:
+            self._reject(source, o, err)
+
+    def _reject(self, source: Partition, o: _Output, err: RecordRejected) -> None:
+        """An output refused for good goes to the dead-letter topic; a dead letter refused
+        (the dead-letter topic's limit is lower than ours) goes again without the original
+        value; one refused even so is a configuration error."""
+        if o.kind == "dead_letter" and orjson.loads(o.value or b"{}").get("value"):
+            doc = {**orjson.loads(o.value or b"{}"), "value": "", "truncated": True}
+            self._send(source, o._replace(value=orjson.dumps(doc)))
+        elif o.kind in ("dead_letter", "state"):
+            raise DeliveryFatal(
+                f"'{o.topic}' refuses a record of {record_bytes(o.key, o.value)} bytes: {err}; raise "
+                "its max.message.bytes (or lower STREAMAE_OUTPUT__MAX_MESSAGE_BYTES)"
+            ) from err
+        else:
+            self._send(source, self._dead_letter(self._undeliverable(source, o, f"refused: {err}", err.code)))
+
+    @staticmethod
+    def _undeliverable(source: Partition, o: _Output, why: str, code: str) -> Rejected:
+        value = o.value or b""
+        return undeliverable(source.topic, source.partition, o.offset, o.topic, o.key, value, why, code)
 
 
-def _raise_first_failure(in_flight: Sequence[tuple[str, Delivery]]) -> None:
-    failed = [(topic, exc) for topic, d in in_flight if (exc := d.failure()) is not None]
-    if failed:
-        topic, exc = failed[0]
-        raise DeliveryError(
-            f"{len(failed)} of {len(in_flight)} outputs not acknowledged; the first, to '{topic}': {exc!r}"
-        ) from exc
+def _acked(p: Published, o: _Output) -> None:
+    kind = o.kind
+    if kind == "score":
+        p.scores += o.windows
+    elif kind == "open":
+        p.alerts_opened += 1
+    elif kind == "close":
+        p.alerts_closed += 1
+    elif kind == "dead_letter":
+        p.dead_letters += 1
+
+
+def _count(p: Published) -> None:
+    metrics.WINDOWS.inc(p.scores)
+    metrics.DEAD_LETTERS.inc(p.dead_letters)
+    metrics.ALERTS.labels("open").inc(p.alerts_opened)
+    metrics.ALERTS.labels("close").inc(p.alerts_closed)

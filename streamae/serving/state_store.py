@@ -118,11 +118,15 @@ class StateStore:
         if value is not None:
             sender.send(self.topic, state_key(partition), value, partition=partition.partition)
 
-    def load(self, partition: Partition, scored_through: int) -> SavedState | None:
-        """The state saved with the commit that has ``scored_through``, or None."""
+    def load(self, partition: Partition, scored_through: int, strict: bool = False) -> SavedState | None:
+        """The state saved with the commit that has ``scored_through``, or None. When the
+        state topic cannot be read: :class:`TransportTimeout` if ``strict`` (the caller tries
+        again later), else None (a fresh start, logged)."""
         try:
             last = self.transport.read_last(Partition(self.topic, partition.partition), self.timeout_s)
         except TransportTimeout as exc:
+            if strict:
+                raise
             log.warning("%s: alert state unreadable, starting fresh: %s", partition, exc)
             return None
         if last is None or last.key != state_key(partition):

@@ -2,11 +2,11 @@
 
 The loop and every serving module but the transport implementations see only this
 module: :class:`Partition`, :class:`Record`, :class:`Offset`, :class:`Delivery` and the
-:class:`Transport` protocol. ``kafka_python.py`` implements it on kafka-python; another
-client library is one more module implementing the same protocol (registered in
-``backends.py``). Errors are ours too (``streamae.serving.errors``): a transport raises
-:class:`CommitRefused`, :class:`CommitTimeout`, :class:`TransportTimeout` or
-:class:`DeliveryError`, never its library's exceptions.
+:class:`Transport` protocol. ``kafka_python.py`` implements it on kafka-python and
+``confluent.py`` on confluent-kafka (librdkafka); a backend is chosen by name in
+``backends.py``. Errors are ours too (``streamae.serving.errors``): a transport raises
+:class:`CommitRefused`, :class:`CommitTimeout`, :class:`TransportTimeout`,
+:class:`TransactionFailed` or a :class:`DeliveryError` kind, never its library's exceptions.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from streamae.serving.errors import (  # re-exported: one import for a transport
     CommitRefused,
     CommitTimeout,
     DeliveryError,
+    DeliveryFatal,
+    RecordRejected,
+    TransactionFailed,
     TransportError,
     TransportTimeout,
 )
@@ -28,11 +31,14 @@ __all__ = [
     "CommitTimeout",
     "Delivery",
     "DeliveryError",
+    "DeliveryFatal",
     "Header",
     "Offset",
     "Partition",
     "PartitionsCallback",
     "Record",
+    "RecordRejected",
+    "TransactionFailed",
     "Transport",
     "TransportError",
     "TransportTimeout",
@@ -77,15 +83,17 @@ class Offset:
 
 
 class Delivery(Protocol):
-    """The handle of one send, to wait on its acknowledgement."""
+    """The handle of one send: in flight, acknowledged, or failed (after the client's own
+    retries). :meth:`Transport.flush` is what waits; a handle only reports."""
 
-    def failure(self) -> BaseException | None:
-        """The error the send already failed with; None while in flight or once acknowledged."""
+    def done(self) -> bool:
+        """Whether the send is acknowledged or failed (False while in flight)."""
         ...
 
-    def wait(self, timeout_s: float) -> None:
-        """Block until acknowledged; raise :class:`DeliveryError` naming the cause (the
-        broker's or client's error, or the timeout) otherwise."""
+    def failure(self) -> DeliveryError | None:
+        """Why the send failed, as one of our kinds (:class:`DeliveryError`: transient,
+        :class:`RecordRejected`, :class:`DeliveryFatal`; the library's error is the
+        ``__cause__``); None while in flight or once acknowledged."""
         ...
 
 
@@ -98,7 +106,16 @@ class Transport(Protocol):
     ``on_assign`` and ``on_revoke`` may run on the client's own thread (kafka-python runs
     them on its IO thread, during :meth:`poll` or :meth:`close`) and must neither block
     nor call back into the transport: record the change and apply it after :meth:`poll`.
+    A partition assigned by a poll is read from where :meth:`seek` puts it before the next
+    poll, else from its committed offset (or the reset policy).
+
+    With ``STREAMAE_KAFKA__DELIVERY=exactly_once`` the producer is transactional: sends
+    between :meth:`begin_transaction` and :meth:`commit_transaction` become visible to
+    ``read_committed`` readers together with the committed offsets, or not at all.
     """
+
+    #: whether sends go through transactions (``begin_transaction`` ... ``commit_transaction``)
+    transactional: bool
 
     def subscribe(
         self, topics: Sequence[str], on_assign: PartitionsCallback, on_revoke: PartitionsCallback
@@ -127,6 +144,41 @@ class Transport(Protocol):
         :class:`CommitTimeout` when the group coordinator did not answer in time."""
         ...
 
+    def pause(self, partitions: Collection[Partition]) -> None:
+        """Stop fetching ``partitions`` (held ones only) until :meth:`resume`; polls go on
+        returning the others and keep the membership alive."""
+        ...
+
+    def resume(self, partitions: Collection[Partition]) -> None:
+        """Fetch ``partitions`` again from their position."""
+        ...
+
+    def highwater(self, partition: Partition) -> int | None:
+        """The end of a held partition as the client last heard it from the broker (no
+        request is made); None when not known yet."""
+        ...
+
+    def lag(self) -> dict[Partition, int]:
+        """Records between each held partition's position and its end, where the client
+        knows both without asking the broker (partitions not known are left out)."""
+        ...
+
+    def begin_transaction(self) -> None:
+        """Start a transaction (exactly-once only)."""
+        ...
+
+    def commit_transaction(self, offsets: Mapping[Partition, Offset]) -> None:
+        """Commit ``offsets`` with the transaction's sends, atomically (exactly-once only).
+        Raises :class:`TransportTimeout` (outcome unknown: commit again later),
+        :class:`TransactionFailed` or :class:`CommitRefused` (the group moved on): abort it
+        then; :class:`DeliveryFatal` (fenced, unauthorised)."""
+        ...
+
+    def abort_transaction(self) -> None:
+        """Abort the open transaction, if any; :class:`TransportTimeout` when the broker
+        does not answer in time (try again)."""
+        ...
+
     def partitions_for_topic(self, topic: str) -> set[int]:
         """Partition ids of ``topic`` as the cluster reports them now (empty when unknown)."""
         ...
@@ -139,8 +191,8 @@ class Transport(Protocol):
         headers: Sequence[Header] = (),
         partition: int | None = None,
     ) -> Delivery:
-        """Queue one record (``value`` None: a tombstone); raise :class:`DeliveryError` if it
-        cannot even be queued."""
+        """Queue one record (``value`` None: a tombstone). Never raises for the record's
+        sake: one the client refuses at once (too large) comes back as a failed handle."""
         ...
 
     def flush(self, timeout_s: float) -> None:
@@ -149,8 +201,9 @@ class Transport(Protocol):
         ...
 
     def read_last(self, partition: Partition, timeout_s: float) -> Record | None:
-        """The last record of ``partition`` (outside the group), or None when it is empty;
-        :class:`TransportTimeout` when it cannot be read in time."""
+        """The last data record of ``partition`` (outside the group; committed ones only in
+        exactly-once mode), or None when it has none; :class:`TransportTimeout` when it
+        cannot be read in time."""
         ...
 
     def close(self) -> None:

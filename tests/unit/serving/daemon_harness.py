@@ -10,6 +10,7 @@ from memory_transport import MemoryTransport
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
 from streamae.serving.loop import Daemon
+from streamae.serving.reload import ModelReloader
 from streamae.serving.transport import Partition
 
 WINDOW = 4  # of the tiny bundle (conftest.py)
@@ -26,7 +27,7 @@ def settings(**sections: Any) -> Settings:
     return Settings(
         kafka={**TOPICS, **sections.pop("kafka", {})},
         batch={"max_wait_ms": 100, **sections.pop("batch", {})},
-        model={"providers": ["CPUExecutionProvider"]},
+        model={"providers": ["CPUExecutionProvider"], **sections.pop("model", {})},
         **sections,
     )
 
@@ -38,13 +39,15 @@ def run_daemon(
     stop_after_polls: int = 60,
     commit_interval_ms: int | None = None,
     commit_every: int | None = None,
+    reloader: Callable[[Settings], ModelReloader] | None = None,
     **sections: Any,
 ) -> Daemon:
     """Run a daemon on ``transport``, calling ``script`` at every poll, until
     ``stop_after_polls`` polls (then it drains and returns)."""
     commit = {"commit_interval_ms": commit_interval_ms, "commit_every": commit_every}
     kafka = {k: v for k, v in commit.items() if v is not None} | sections.pop("kafka", {})
-    daemon = Daemon(settings(kafka=kafka, **sections), scorer, transport, clock=transport.clock)
+    s = settings(kafka=kafka, **sections)
+    daemon = Daemon(s, scorer, transport, transport.clock, reloader(s) if reloader else None)
 
     def on_poll(t: MemoryTransport) -> None:
         if script is not None:

@@ -12,13 +12,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streamae.serving.transport import (
+    CommitTimeout,
     DeliveryError,
     Header,
     Offset,
     Partition,
     PartitionsCallback,
     Record,
+    RecordRejected,
     TransportError,
+    TransportTimeout,
 )
 
 
@@ -38,17 +41,14 @@ class Clock:
 @dataclass
 class MemoryDelivery:
     topic: str
-    error: BaseException | None = None
-    done: bool = False
+    error: DeliveryError | None = None
+    finished: bool = False
 
-    def failure(self) -> BaseException | None:
-        return self.error if self.done else None
+    def done(self) -> bool:
+        return self.finished
 
-    def wait(self, timeout_s: float) -> None:
-        if not self.done:
-            raise DeliveryError(f"not acknowledged within {timeout_s:g} s")
-        if self.error is not None:
-            raise DeliveryError(f"not acknowledged: {self.error!r}") from self.error
+    def failure(self) -> DeliveryError | None:
+        return self.error if self.finished else None
 
 
 @dataclass
@@ -61,7 +61,11 @@ class _Pending:
 class MemoryTransport:
     partitions: int = 2
     clock: Clock = field(default_factory=Clock)
-    failing_topics: set[str] = field(default_factory=set)  # sends to these fail at flush
+    failing_topics: set[str] = field(default_factory=set)  # sends to these fail (transiently) at flush
+    max_bytes: dict[str, int] = field(default_factory=dict)  # topic -> its max.message.bytes
+    down: bool = False  # the broker is away: nothing acknowledged, commits time out (polls still
+    # return what the client fetched before: here, everything)
+    transactional: bool = False
     commit_errors: list[TransportError] = field(default_factory=list)  # raised by the next commits
     on_poll: Callable[[MemoryTransport], None] | None = None
     topics: dict[str, list[list[Record]]] = field(default_factory=dict)
@@ -75,6 +79,8 @@ class MemoryTransport:
         self._rebalances: list[tuple[set[Partition], set[Partition]]] = []
         self._in_flight: list[_Pending] = []
         self._callbacks: tuple[PartitionsCallback, PartitionsCallback] | None = None
+        self.paused: set[Partition] = set()
+        self._transaction: list[Record] | None = None  # records sent in the open transaction
 
     # -- test controls -----------------------------------------------------------------
 
@@ -119,7 +125,7 @@ class MemoryTransport:
                 on_assign(sorted(assign))
         out: dict[Partition, list[Record]] = {}
         budget = max_records
-        for p in sorted(self._assigned):
+        for p in sorted(self._assigned - self.paused):
             log = self.records(p.topic, p.partition)
             got = log[self._position[p] : self._position[p] + budget]
             if got:
@@ -139,13 +145,54 @@ class MemoryTransport:
         self._position[partition] = offset
 
     def committed(self, partitions: Collection[Partition]) -> dict[Partition, Offset | None]:
+        if self.down:
+            raise TransportTimeout("committed offsets: the broker is down")
         return {p: self.commits.get(p) for p in partitions}
 
     def commit(self, offsets: Mapping[Partition, Offset]) -> None:
         if self.commit_errors:
             raise self.commit_errors.pop(0)
+        if self.down:
+            raise CommitTimeout("offset commit: the broker is down")
         self.log.append(("commit", dict(offsets)))
         self.commits.update(offsets)
+
+    def pause(self, partitions: Collection[Partition]) -> None:
+        self.log.append(("pause", frozenset(partitions)))
+        self.paused |= set(partitions) & self._assigned
+
+    def resume(self, partitions: Collection[Partition]) -> None:
+        self.log.append(("resume", frozenset(partitions)))
+        self.paused -= set(partitions)
+
+    def highwater(self, partition: Partition) -> int | None:
+        return len(self.records(partition.topic, partition.partition))
+
+    def lag(self) -> dict[Partition, int]:
+        return {p: len(self.records(p.topic, p.partition)) - self._position[p] for p in self._assigned}
+
+    def begin_transaction(self) -> None:
+        assert self.transactional and self._transaction is None, "a transaction is open already"
+        self.log.append(("begin",))
+        self._transaction = []
+
+    def commit_transaction(self, offsets: Mapping[Partition, Offset]) -> None:
+        assert self._transaction is not None, "no open transaction"
+        if self.commit_errors:
+            raise self.commit_errors.pop(0)
+        if self.down:
+            raise TransportTimeout("transaction commit: the broker is down")
+        for r in self._transaction:
+            self.produce(r.topic, r.partition, r.key, r.value)
+        self.log.append(("commit", dict(offsets)))
+        self.commits.update(offsets)
+        self._transaction = None
+
+    def abort_transaction(self) -> None:
+        if self.down:
+            raise TransportTimeout("transaction abort: the broker is down")
+        self.log.append(("abort",))
+        self._transaction = None
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return set(range(self.partitions))
@@ -166,16 +213,28 @@ class MemoryTransport:
 
     def flush(self, timeout_s: float) -> None:
         self.log.append(("flush",))
+        if self.down:
+            return  # nothing is acknowledged, nothing fails: the client keeps trying
         in_flight, self._in_flight = self._in_flight, []
         for pending in in_flight:
             r, d = pending.record, pending.delivery
+            size = len(r.key or b"") + len(r.value or b"")
             if r.topic in self.failing_topics:
-                d.error = RuntimeError(f"broker refused a record of {r.topic}")
+                d.error = DeliveryError(f"not acknowledged by '{r.topic}': broker refused a record")
+                d.error.__cause__ = RuntimeError(f"broker refused a record of {r.topic}")
+            elif size > self.max_bytes.get(r.topic, 1 << 30):
+                d.error = RecordRejected(
+                    f"'{r.topic}' refuses the record: MessageSizeTooLarge", "output_too_large"
+                )
+            elif self._transaction is not None:
+                self._transaction.append(r)
             else:
                 self.produce(r.topic, r.partition, r.key, r.value)
-            d.done = True
+            d.finished = True
 
     def read_last(self, partition: Partition, timeout_s: float) -> Record | None:
+        if self.down:
+            raise TransportTimeout(f"could not read {partition}: the broker is down")
         log = self.records(partition.topic, partition.partition)
         return log[-1] if log else None
 

@@ -96,3 +96,4 @@ def test_commit_metadata_round_trip_and_unreadable_metadata():
     assert scored_through(Offset(5, metadata(41))) == 41
     assert scored_through(None) == -1 and scored_through(Offset(5, "")) == -1
     assert scored_through(Offset(5, "not json")) == -1  # republish rather than lose
+    assert scored_through(Offset(5, metadata(41) + "\x00")) == 41  # as confluent-kafka writes it

@@ -10,7 +10,7 @@ from daemon_harness import IN0, IN1, WINDOW, run_daemon
 from memory_transport import MemoryTransport
 
 from streamae.serving.checkpoint import scored_through
-from streamae.serving.errors import CommitRefused, CommitTimeout, DeliveryError
+from streamae.serving.errors import CommitRefused, CommitTimeout, DeliveryFatal
 from streamae.serving.loop import Daemon
 from streamae.serving.transport import Offset
 
@@ -46,13 +46,42 @@ def test_outputs_are_acknowledged_then_state_saved_then_offsets_committed(scorer
     assert daemon.stats.windows == 10 - WINDOW + 1 and daemon.stats.commits == 1
 
 
-def test_a_failed_delivery_prevents_the_commit_and_names_its_cause(scorer, reading):
+def test_a_failed_delivery_is_retried_with_backoff_and_nothing_is_committed_meanwhile(
+    scorer, reading, caplog
+):
+    """Outputs refused (transiently) for a while: no commit, consumption paused, not ready;
+    once the topic takes them again, each window is published once and committed."""
     t = MemoryTransport(failing_topics={"scores"})
     fill(t, reading, 10)
-    with pytest.raises(DeliveryError, match="broker refused a record of scores") as exc:
+    seen: list[tuple[bool, bool, bool]] = []
+
+    def script(t: MemoryTransport, daemon: Daemon) -> None:
+        h = daemon.health()
+        seen.append((h.in_backoff, h.ready, bool(t.paused)))
+        if t.polls == 40:
+            assert not t.commits and "send:state" not in t.sent()
+            t.failing_topics.clear()
+
+    daemon = run_daemon(t, scorer, script, stop_after_polls=80)
+    assert "outputs not acknowledged" in caplog.text
+    assert (True, False, True) in seen  # backing off: paused and not ready
+    assert seen[-1] == (False, True, False)  # recovered by itself
+    assert window_ends(t) == list(range(WINDOW - 1, 10))  # once each, in order
+    assert scored_through(t.commits[IN0]) == 9 and daemon.stats.windows == 10 - WINDOW + 1
+
+
+def test_a_refusal_of_configuration_ends_the_loop(scorer, reading):
+    class Unauthorised(MemoryTransport):
+        def flush(self, timeout_s: float) -> None:
+            for pending in self._in_flight:
+                pending.delivery.error = DeliveryFatal("'scores' refuses outputs: TopicAuthorizationFailed")
+                pending.delivery.finished = True
+            self._in_flight = []
+
+    t = Unauthorised()
+    fill(t, reading, 10)
+    with pytest.raises(DeliveryFatal, match="TopicAuthorizationFailed"):
         run_daemon(t, scorer)
-    assert isinstance(exc.value.__cause__, RuntimeError)
-    assert "commit" not in t.sent() and "send:state" not in t.sent()
     assert not t.commits
 
 
@@ -149,6 +178,22 @@ def test_a_commit_refused_by_a_rebalance_is_not_fatal(scorer, reading, caplog):
     # at-least-once: nothing committed the first time, so the replay publishes again
     assert set(window_ends(t)) == set(range(WINDOW - 1, 10))
     assert scored_through(t.commits[IN0]) == 9
+
+
+def test_a_commit_refused_while_the_partitions_stay_here_replays_them_and_loses_nothing(scorer, reading):
+    """The member was dropped from the group and let back in with the same partitions, no
+    callbacks in between (seen after a broker outage): the work since the last commit is
+    read again, not skipped."""
+    t = MemoryTransport(commit_errors=[CommitRefused("not part of an active group")])
+
+    def script(t: MemoryTransport, _: object) -> None:
+        if t.polls == 20:
+            fill(t, reading, 5, start=10)
+
+    fill(t, reading, 10)
+    run_daemon(t, scorer, script, stop_after_polls=60)
+    assert set(window_ends(t)) == set(range(WINDOW - 1, 15))  # at-least-once, none missing
+    assert ("seek", IN0, 0) in t.log and scored_through(t.commits[IN0]) == 14
 
 
 def test_a_commit_timeout_is_carried_by_the_next_commit(scorer, reading, caplog):

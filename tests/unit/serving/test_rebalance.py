@@ -31,6 +31,16 @@ def test_a_refused_commit_drops_partitions_still_held():
     assert rb.take_revoked() == {P} and rb.held() == {P}
 
 
+def test_a_refused_commit_repositions_the_partitions_still_held():
+    rb = Rebalance()
+    rb.on_assign([P, Q])
+    rb.take_assigned()
+    rb.on_revoke([Q])
+    rb.take_revoked()
+    rb.restart_later([P, Q])
+    assert rb.take_revoked() == {P, Q} and rb.take_assigned() == {P}  # P: read again from its commit
+
+
 def assigned(t: MemoryTransport, partitions: list[Partition]) -> MemoryTransport:
     t.subscribe(["in"], lambda _: None, lambda _: None)
     t._rebalances.clear()

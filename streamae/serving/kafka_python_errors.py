@@ -1,0 +1,59 @@
+"""kafka-python's exceptions as ours: one place that knows which is which."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from kafka import errors as kafka_errors
+
+from streamae.serving import errors
+
+#: refusals of one record that retrying cannot change: the record is dead-lettered instead
+REJECTED: dict[type[Exception], str] = {
+    kafka_errors.MessageSizeTooLargeError: "output_too_large",
+    kafka_errors.RecordListTooLargeError: "output_too_large",
+    kafka_errors.InvalidRecordError: "output_rejected",
+    kafka_errors.InvalidTopicError: "output_rejected",
+}
+#: refusals of configuration: no retry can fix them (the daemon exits)
+FATAL = (
+    kafka_errors.AuthorizationError,
+    kafka_errors.ProducerFencedError,
+    kafka_errors.UnsupportedVersionError,
+    kafka_errors.InvalidConfigurationError,
+)
+
+
+def delivery_error(exc: BaseException, topic: str) -> errors.DeliveryError:
+    """A send's failure as our kind (the original becomes the ``__cause__``)."""
+    code = next((c for t, c in REJECTED.items() if isinstance(exc, t)), None)
+    kind: errors.DeliveryError
+    if code is not None:
+        kind = errors.RecordRejected(f"'{topic}' refuses the record: {exc!r}", code)
+    elif isinstance(exc, FATAL):
+        kind = errors.DeliveryFatal(f"'{topic}' refuses outputs: {exc!r}")
+    else:
+        kind = errors.DeliveryError(f"not acknowledged by '{topic}': {exc!r}")
+    kind.__cause__ = exc
+    return kind
+
+
+@contextlib.contextmanager
+def translated(
+    what: str,
+    timeout: type[errors.TransportTimeout] = errors.TransportTimeout,
+    other: type[errors.TransportError] | type[errors.DeliveryFatal] = errors.TransportError,
+) -> Iterator[None]:
+    """kafka-python's exceptions as ours (the original is the ``__cause__``): a refused
+    commit, a timeout, a fatal refusal (fencing, authorisation), or ``other``."""
+    try:
+        yield
+    except (kafka_errors.CommitFailedError, kafka_errors.RebalanceInProgressError) as exc:
+        raise errors.CommitRefused(f"{what}: {exc}") from exc
+    except kafka_errors.KafkaTimeoutError as exc:
+        raise timeout(f"{what}: no answer in time: {exc}") from exc
+    except FATAL as exc:
+        raise errors.DeliveryFatal(f"{what}: {exc!r}") from exc
+    except kafka_errors.KafkaError as exc:
+        raise other(f"{what}: {exc!r}") from exc

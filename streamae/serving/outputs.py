@@ -1,0 +1,212 @@
+"""Score outputs in the form ``STREAMAE_OUTPUT__SCORES`` chooses, built from arrays.
+
+- ``all`` (the default contract): one score message per window (``messages.ScoreMessage``).
+- ``above``: the same messages, only for windows whose score reaches ``above_fraction`` ×
+  threshold.
+- ``batch``: one message per key per micro-batch with one array per field
+  (``messages.ScoreBatchMessage``), serialised by orjson straight from numpy, no Python
+  object per window; one larger than ``max_message_bytes`` is split in halves.
+
+Whatever the form, the alert policy sees every window: alerts are never thinned. It is fed
+per-window dicts; a window under the threshold can never become an alert's peak, so in the
+thinner forms its dict holds only what the policy reads of such a window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from streamae.core.config import OutputSettings
+from streamae.core.scoring import ScoreBatch, Scorer
+from streamae.core.windows import Windows
+from streamae.serving.dead_letters import Rejected, record_bytes, undeliverable
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One partition's scored windows as columns, what every output form is built from."""
+
+    windows: Windows
+    score: np.ndarray  # float64: what meets the threshold (smoothed when the bundle says so)
+    raw: np.ndarray  # float64: the mean squared reconstruction error
+    top: np.ndarray  # int (m, k): indices of the top features
+    share: np.ndarray  # float (m, k): their shares of the error
+
+    @classmethod
+    def of(cls, scorer: Scorer, windows: Windows, batch: ScoreBatch, score: np.ndarray, top_k: int) -> Scored:
+        top, share = scorer.contributions(batch.feature_errors, top_k)
+        return cls(windows, score, batch.scores, top, share)
+
+
+@dataclass(frozen=True)
+class ScoreRecords:
+    """What one partition's scored windows publish: score records ``(key, value, offset of
+    the last reading, windows carried)``, per-window dicts for the alert policy, and outputs too large to
+    publish (as dead letters)."""
+
+    records: list[tuple[bytes, bytes, int, int]]
+    policy: list[dict[str, Any]]
+    too_large: list[Rejected]
+
+
+def build(scorer: Scorer, s: Scored, o: OutputSettings, topic: str) -> ScoreRecords:
+    """The score records of ``s`` (for ``topic``) in the form ``o.scores`` says."""
+    w, m = s.windows, scorer.manifest
+    threshold = m.threshold.value
+    hot = s.score > threshold
+    if o.scores == "all":
+        docs = window_docs(s, m.features, threshold, m.model_version)
+        return _single(docs, w, o.max_message_bytes, topic, policy=docs)
+    policy = _policy_docs(s, hot, m.features, threshold, m.model_version)
+    if o.scores == "above":
+        shown = np.flatnonzero(s.score >= o.above_fraction * threshold)
+        docs = window_docs(s, m.features, threshold, m.model_version, shown)
+        return _single(docs, w, o.max_message_bytes, topic, policy=policy)
+    records: list[tuple[bytes, bytes, int, int]] = []
+    too_large: list[Rejected] = []
+    for idx in _by_key(w.keys):
+        doc = _batch_doc(s, idx, hot, m.features, threshold, m.model_version)
+        _fit_batch(doc, o.max_message_bytes, topic, s.windows, records, too_large)
+    return ScoreRecords(records, policy, too_large)
+
+
+def window_docs(
+    s: Scored, features: list[str], threshold: float, version: str, idx: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Score messages (``messages.ScoreMessage``) of the windows ``idx`` (default: all)."""
+    w = s.windows
+    # rounded in one numpy call, in float64 (a float32 0.62 would print as 0.6200000047683716)
+    share4 = np.round(s.share.astype(np.float64), 4)
+    cols = [s.top, share4, w.keys, w.start_ts, w.end_ts, s.score, s.raw, w.first_offset, w.last_offset]
+    if idx is not None:
+        cols = [c[idx] for c in cols]
+    top, share, keys, starts, ends, scores, raws, first, last = (c.tolist() for c in cols)
+    tops = [[{"feature": features[f], "share": x} for f, x in zip(fs, xs)] for fs, xs in zip(top, share)]
+    topic, partition = w.topic, w.partition
+    return [
+        {
+            "key": key,
+            "window_start": start,
+            "window_end": end,
+            "score": score,
+            "raw_score": raw,
+            "threshold": threshold,
+            "is_anomaly": score > threshold,
+            "top_features": top,
+            "model_version": version,
+            "source": {"topic": topic, "partition": partition, "offset_start": o0, "offset_end": o1},
+        }
+        for key, start, end, score, raw, top, o0, o1 in zip(
+            keys, starts, ends, scores, raws, tops, first, last
+        )
+    ]
+
+
+def _single(
+    docs: list[dict[str, Any]], w: Windows, max_bytes: int, topic: str, policy: list[dict[str, Any]]
+) -> ScoreRecords:
+    records, too_large = [], []
+    room = max_bytes - record_bytes(None, None)
+    dumps = orjson.dumps
+    for doc in docs:
+        key, value, offset = doc["key"].encode(), dumps(doc), doc["source"]["offset_end"]
+        if len(key) + len(value) <= room:
+            records.append((key, value, offset, 1))
+        else:  # only a bundle with absurdly long feature names gets here: keys are capped
+            too_large.append(_too_large(w, offset, topic, key, value, max_bytes))
+    return ScoreRecords(records, policy, too_large)
+
+
+def _policy_docs(
+    s: Scored, hot: np.ndarray, features: list[str], threshold: float, version: str
+) -> list[dict[str, Any]]:
+    """Per-window dicts for the alert policy: complete for windows over the threshold (one may
+    become an alert's peak, which the alert events quote), lean for the others."""
+    w = s.windows
+    docs: list[dict[str, Any]] = [
+        {"key": key, "window_end": end, "score": score, "threshold": threshold, "is_anomaly": False}
+        for key, end, score in zip(w.keys.tolist(), w.end_ts.tolist(), s.score.tolist())
+    ]
+    hot_idx = np.flatnonzero(hot)
+    for i, doc in zip(hot_idx.tolist(), window_docs(s, features, threshold, version, hot_idx)):
+        docs[i] = doc
+    return docs
+
+
+def _by_key(keys: np.ndarray) -> list[np.ndarray]:
+    """Window indices grouped per key, each group in window order."""
+    if not len(keys):
+        return []
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    return np.split(order, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1)
+
+
+def _batch_doc(
+    s: Scored, idx: np.ndarray, hot: np.ndarray, features: list[str], threshold: float, version: str
+) -> dict[str, Any]:
+    """The batch message of windows ``idx`` (all of one key, in order), numpy arrays as they are."""
+    w = s.windows
+    return {
+        "key": str(w.keys[idx[0]]),
+        "model_version": version,
+        "threshold": threshold,
+        "source": {"topic": w.topic, "partition": w.partition},
+        "window_start": w.start_ts[idx],
+        "window_end": w.end_ts[idx],
+        "score": s.score[idx],
+        "raw_score": s.raw[idx],
+        "is_anomaly": hot[idx],
+        "offset_start": w.first_offset[idx],
+        "offset_end": w.last_offset[idx],
+        "top_features": np.asarray(features, dtype=object)[s.top[idx]].tolist(),
+        "top_shares": np.round(s.share[idx].astype(np.float64), 4),
+    }
+
+
+_COLUMNS = (
+    "window_start",
+    "window_end",
+    "score",
+    "raw_score",
+    "is_anomaly",
+    "offset_start",
+    "offset_end",
+    "top_features",
+    "top_shares",
+)
+
+
+def _fit_batch(
+    doc: dict[str, Any],
+    max_bytes: int,
+    topic: str,
+    w: Windows,
+    records: list[tuple[bytes, bytes, int, int]],
+    too_large: list[Rejected],
+) -> None:
+    """Append ``doc`` to ``records``, or its halves when it is too large; a window alone that
+    still is becomes a dead letter."""
+    value, key = orjson.dumps(doc, option=_NUMPY), doc["key"].encode()
+    last = int(doc["offset_end"][-1])
+    n = len(doc["score"])
+    if record_bytes(key, value) <= max_bytes:
+        records.append((key, value, last, n))
+    elif n > 1:
+        for part in (slice(0, n // 2), slice(n // 2, n)):
+            _fit_batch(
+                {**doc, **{c: doc[c][part] for c in _COLUMNS}}, max_bytes, topic, w, records, too_large
+            )
+    else:
+        too_large.append(_too_large(w, last, topic, key, value, max_bytes))
+
+
+def _too_large(w: Windows, offset: int, topic: str, key: bytes, value: bytes, max_bytes: int) -> Rejected:
+    why = f"is {record_bytes(key, value)} bytes, over STREAMAE_OUTPUT__MAX_MESSAGE_BYTES ({max_bytes})"
+    return undeliverable(w.topic, w.partition, offset, topic, key, value, why, "output_too_large")
