@@ -530,7 +530,12 @@ def paced_run(
     create_topic(bootstrap, topic)
     run = Run(bootstrap, topic)
     run.create()
-    d = Daemon(run, bundle_dir, backend, output, extra, cpus)
+    from common import free_port
+
+    metrics_port = free_port()
+    d = Daemon(
+        run, bundle_dir, backend, output, {**(extra or {}), "STREAMAE_METRICS_PORT": str(metrics_port)}, cpus
+    )
     commits = Commits(bootstrap)
     stalled: list[str] = []
     pacer: subprocess.Popen[bytes] | None = None
@@ -558,6 +563,7 @@ def paced_run(
         ends = end_offsets(bootstrap, topic)
         wait_until_scored([d], commits, run, {p: e - 1 for p, e in ends.items()}, 120)
         drained = time.time()
+        loop = daemon_metrics(metrics_port)
         lat = score_latencies(bootstrap, run.scores_topic, started + warmup_s)
         q = np.percentile(lat, [50, 95, 99, 100]) if len(lat) else [float("nan")] * 4
         return {
@@ -573,6 +579,7 @@ def paced_run(
             "load_at_s": load_at,
             "rss": d.rss,
             "stall": stalled,
+            **loop,
         }
     except (RuntimeError, TimeoutError) as exc:  # the daemon died or fell behind for good
         return {"rate": rate, "error": str(exc), "rss": d.rss, "stall": stalled, "load_at_s": load_at}
@@ -584,6 +591,33 @@ def paced_run(
         commits.close()
         run.drop()
         delete_topics(bootstrap, [topic])
+
+
+def daemon_metrics(port: int) -> dict[str, float]:
+    """From the daemon's Prometheus endpoint: commits, micro-batches and their mean duration."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in {
+            "streamae_commit_seconds_sum",
+            "streamae_commit_seconds_count",
+            "streamae_flush_seconds_sum",
+            "streamae_flush_seconds_count",
+        }:
+            values[name] = float(value)
+    out = {}
+    for what in ("commit", "flush"):
+        n = values.get(f"streamae_{what}_seconds_count", 0.0)
+        out[f"{what}s"] = n
+        if n:
+            out[f"{what}_mean_ms"] = 1000 * values[f"streamae_{what}_seconds_sum"] / n
+    return out
 
 
 def _stall(bootstrap: str, run: Run, stall: dict[str, Any], d: Daemon) -> str:

@@ -295,7 +295,7 @@ def section(
     lat_rows = [
         f"| {b} | {_fmt(r.get('rate'))} | {_fmt(r.get('sent_per_s'))} | {_fmt(r.get('windows_measured'))} | "
         f"{_fmt(r.get('p50_ms'))} | {_fmt(r.get('p95_ms'))} | {_fmt(r.get('p99_ms'))} | "
-        f"{_fmt(r.get('max_ms'))} | "
+        f"{_fmt(r.get('max_ms'))} | {_fmt(r.get('commits'))} | {_fmt(r.get('commit_mean_ms'), 1)} | "
         f"{r.get('error', '').splitlines()[-1][:150] if r.get('error') else ''} |"
         for b, r in latency.items()
     ]
@@ -343,10 +343,12 @@ def section(
         "the scores topic uses `message.timestamp.type=LogAppendTime`, so a window's latency is the "
         "broker's append time of its score minus `window_end` (its last reading's send time). Windows "
         "ending before every key has filled its first window (at least 5 s) are left out; then "
-        f"{a.latency_s:g} s are measured.",
+        f"{a.latency_s:g} s are measured. *commits* and *commit ms* (mean publish → acks → state → "
+        "commit) come from the daemon's metrics (`streamae_commit_seconds`).",
         "",
-        "| backend | offered/s | sent/s | windows | p50 ms | p95 ms | p99 ms | max ms | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| backend | offered/s | sent/s | windows | p50 ms | p95 ms | p99 ms | max ms | commits | commit ms "
+        "| note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *lat_rows,
         "",
     ]

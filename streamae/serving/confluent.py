@@ -38,8 +38,7 @@ def client_configs(k: KafkaSettings) -> dict[str, Any]:
     return {
         "bootstrap.servers": k.bootstrap_servers,
         "client.id": k.client_id,
-        "logger": rdlog,
-        "error_cb": _log_client_error,
+        "log_level": 0,
         **librdkafka_security(k),
     }
 

@@ -1,8 +1,9 @@
-"""What the loop holds for one assigned partition: windows per key, alert policy, smoothing.
+"""What the loop holds for one assigned partition: windows per key, alert policy, smoothing
+and post-processing state.
 
 Built fresh when a partition's first records arrive after an assignment, restored from
-the state store (alerts and smoothing; windows are rebuilt by the replay), and dropped
-when the partition is revoked.
+the state store (alerts, smoothing, post-processing; windows are rebuilt by the replay), and
+dropped when the partition is revoked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from streamae.core import postprocess
 from streamae.core.alerts import AlertPolicy
 from streamae.core.config import OutputSettings, Settings
 from streamae.core.scoring import ScoreBatch, Scorer
@@ -43,6 +45,7 @@ class PartitionState:
     store: WindowStore
     policy: AlertPolicy
     smoothing: dict[str, float] = field(default_factory=dict)  # key → last EWMA score
+    post: postprocess.PostState = field(default_factory=postprocess.new_state)
 
     @classmethod
     def fresh(cls, partition: Partition, scorer: Scorer, settings: Settings) -> PartitionState:
@@ -81,16 +84,20 @@ class PartitionState:
             return False
         self.policy = policy
         self.smoothing.update(saved.smoothing)
+        for part, values in saved.post.items():
+            self.post.setdefault(part, {}).update(values)
         return True
 
     def snapshot(self, scored_through: int) -> SavedState:
-        return SavedState(scored_through, self.policy.snapshot(), dict(self.smoothing))
+        post = {part: dict(values) for part, values in self.post.items()}
+        return SavedState(scored_through, self.policy.snapshot(), dict(self.smoothing), post)
 
     def oldest_offset(self) -> int | None:
         """The oldest offset a future window needs, after forgetting idle keys."""
         if evicted := self.store.evict_idle():
             for key in evicted:  # their smoothing too: state stays bounded by live keys
                 self.smoothing.pop(key, None)
+            postprocess.forget(self.post, evicted)
             log.info("%s: forgot %d idle key(s)", self.partition, len(evicted))
         return self.store.oldest_offset()
 
@@ -114,6 +121,7 @@ class PartitionState:
             windows = windows.select(fresh)
             batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
         smoothed = scorer.smooth(windows.keys, batch.scores, self.smoothing)
+        smoothed = scorer.finalise(windows, smoothed, self.post)  # the bundle's post-processing
         built = build(scorer, Scored.of(scorer, windows, batch, smoothed, top_k), o, topic)
         offsets = windows.last_offset
         events = [(event, int(offsets[i])) for i, event in self.policy.update(built.policy)]

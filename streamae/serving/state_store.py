@@ -10,11 +10,13 @@ The record value is one JSON document (format 1)::
     {"format": 1,
      "scored_through": 1234,            # the commit it goes with (see checkpoint.py)
      "alerts": {key: {...}},            # AlertPolicy.snapshot()
-     "smoothing": {key: 0.42}}          # last EWMA score per key (bundles that smooth)
+     "smoothing": {key: 0.42},          # last EWMA score per key (bundles that smooth)
+     "post": {"record": {key: ...}, ...}}  # core.postprocess per-key state (bundles that use it)
 
 Documents without ``format`` (written before it existed) are read as format 0: the same
-fields. A tombstone (no value) means no state; a newer or unknown format, or a document
-that does not parse, means a fresh start with a warning, never a crash.
+fields; ``post`` may be absent (no post-processing state). A tombstone (no value) means no
+state; a newer or unknown format, or a document that does not parse, means a fresh start
+with a warning, never a crash.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class SavedState:
     scored_through: int
     alerts: dict[str, Any] = field(default_factory=dict)  # AlertPolicy.snapshot()
     smoothing: dict[str, float] = field(default_factory=dict)
+    post: dict[str, dict[str, Any]] = field(default_factory=dict)  # core.postprocess state
 
 
 def state_key(partition: Partition) -> bytes:
@@ -58,12 +61,13 @@ def encode(state: SavedState, where: object = "") -> bytes | None:
         "scored_through": state.scored_through,
         "alerts": state.alerts,
         "smoothing": state.smoothing,
+        "post": state.post,
     }
     value = orjson.dumps(doc)
-    if len(value) > MAX_STATE_BYTES and state.smoothing:
+    if len(value) > MAX_STATE_BYTES and (state.smoothing or state.post):
         # per-key smoothing grows with the keys; alerts matter more, so they go alone
         log.warning("%s: smoothing state too large to save; saving alerts only", where)
-        value = orjson.dumps({**doc, "smoothing": {}})
+        value = orjson.dumps({**doc, "smoothing": {}, "post": {}})
     if len(value) > MAX_STATE_BYTES:
         # too many keys mid-alert for one record: the next owner starts this partition's
         # alert policy fresh rather than the daemon failing every commit
@@ -82,9 +86,11 @@ def decode(value: bytes | None, where: object = "") -> SavedState | None:
         if type(version) is not int or version not in (0, FORMAT):
             log.warning("%s: state format %r is not one this version reads; starting fresh", where, version)
             return None
-        state = SavedState(int(doc["scored_through"]), doc["alerts"], doc.get("smoothing") or {})
-        if not isinstance(state.alerts, dict) or not isinstance(state.smoothing, dict):
-            raise TypeError("'alerts' and 'smoothing' must be objects")
+        state = SavedState(
+            int(doc["scored_through"]), doc["alerts"], doc.get("smoothing") or {}, doc.get("post") or {}
+        )
+        if not all(isinstance(x, dict) for x in (state.alerts, state.smoothing, state.post)):
+            raise TypeError("'alerts', 'smoothing' and 'post' must be objects")
         return state
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         log.warning("%s: unreadable saved state (%r); starting fresh", where, exc)
