@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from streamae.core.scoring import Scorer
     from streamae.serving import metrics
     from streamae.serving.backends import open_transport
-    from streamae.serving.health import DaemonHealth, HealthServer, TransportProbe
+    from streamae.serving.health import DaemonHealth, HealthServer
     from streamae.serving.kafka_admin import ensure_daemon_topics, wait_for_broker
     from streamae.serving.loop import Daemon
+    from streamae.serving.probe import TransportProbe
 
     daemon: Daemon | None = None
     server: HealthServer | None = None

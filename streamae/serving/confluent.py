@@ -17,7 +17,8 @@ when the loop had nothing to seek, by the next poll).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -38,7 +39,8 @@ def client_configs(k: KafkaSettings) -> dict[str, Any]:
     return {
         "bootstrap.servers": k.bootstrap_servers,
         "client.id": k.client_id,
-        "log_level": 0,
+        "logger": rdlog,
+        "error_cb": _log_client_error,
         **librdkafka_security(k),
     }
 
@@ -76,7 +78,7 @@ class ConfluentTransport:
                 "isolation.level": _isolation(k),
             }
         )
-        producer: dict[str, Any] = {
+        self._producer_config: dict[str, Any] = {
             **client_configs(k),
             "enable.idempotence": True,  # acks=all, ordered and deduplicated retries
             "linger.ms": k.linger_ms,
@@ -85,12 +87,9 @@ class ConfluentTransport:
             "queue.buffering.max.messages": 1_000_000,
         }
         if self.transactional:
-            producer["transactional.id"] = transactional_id(k)
-        self._producer = Producer(producer)
-        if self.transactional:
-            with translated("initialising transactions", other=errors.DeliveryFatal):
-                # fences (and aborts) the open transaction of a predecessor with this id
-                self._producer.init_transactions(self._timeout_s)
+            self._producer_config["transactional.id"] = transactional_id(k)
+        self._producer = self._new_producer()
+        self._replaced = False  # the producer was replaced in the open transaction: nothing to abort
         self._reader: Consumer | None = None
         self._unpositioned: set[Partition] = set()  # assigned, paused until sought or polled
         self._paused: set[Partition] = set()  # paused by the loop
@@ -187,19 +186,39 @@ class ConfluentTransport:
                 out[p] = max(0, end - position)
         return out
 
+    def _new_producer(self) -> Producer:
+        producer = Producer(self._producer_config)
+        if self.transactional:
+            with translated("initialising transactions", other=errors.DeliveryFatal):
+                # fences (and aborts) the open transaction of a predecessor with this id
+                producer.init_transactions(self._timeout_s)
+        return producer
+
     def begin_transaction(self) -> None:
+        self._replaced = False
         with translated("beginning a transaction", other=errors.DeliveryFatal):
             self._producer.begin_transaction()
 
     def commit_transaction(self, offsets: Mapping[Partition, Offset]) -> None:
-        with translated("committing a transaction", other=errors.TransactionFailed):
+        def commit() -> None:
             if offsets:
-                self._producer.send_offsets_to_transaction(
-                    _structs(offsets), self._consumer.consumer_group_metadata(), self._timeout_s
-                )
+                group = self._consumer.consumer_group_metadata()
+                self._producer.send_offsets_to_transaction(_structs(offsets), group, self._timeout_s)
             self._producer.commit_transaction(self._timeout_s)
 
+        with translated("committing a transaction", other=errors.TransactionFailed):
+            if within(commit, 2 * self._timeout_s + 5):
+                return
+        # librdkafka can block past its timeout when the group coordinator it cached went away
+        # (a broker restart; librdkafka #5456, #5511): a new producer with the same
+        # transactional id fences the stuck one, and the transaction is redone
+        log.warning("transaction commit blocked past its timeout: replacing the producer")
+        self._producer, self._replaced = self._new_producer(), True
+        raise errors.TransactionFailed("transaction commit blocked; the producer was replaced")
+
     def abort_transaction(self) -> None:
+        if self._replaced:  # the new producer fenced the transaction: it is aborted
+            return
         with translated("aborting a transaction", other=errors.TransportTimeout):
             self._producer.abort_transaction(self._timeout_s)
 
@@ -284,6 +303,25 @@ def _record(m: Message) -> Record:
     # a message without an error has all of these; the library's stubs cannot say so
     headers = tuple(m.headers() or ())
     return Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), headers)  # type: ignore[arg-type]
+
+
+def within(call: Callable[[], None], timeout_s: float) -> bool:
+    """Run ``call`` on a helper thread; False when it has not returned after ``timeout_s``
+    (it is left blocked there), else True or what it raised."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="transaction-commit", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if failure:
+        raise failure[0]
+    return not thread.is_alive()
 
 
 def _isolation(k: KafkaSettings) -> str:

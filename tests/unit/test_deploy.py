@@ -204,7 +204,8 @@ def test_image_healthcheck_command_follows_healthz(healthy):
     import sys
     import time
 
-    from streamae.serving.health import HealthServer, HealthSnapshot
+    from streamae.serving.health import HealthServer
+    from streamae.serving.probe import HealthSnapshot
 
     now = time.monotonic()
     snap = HealthSnapshot(started_at=now - 600, polled_at=now if healthy else now - 500)

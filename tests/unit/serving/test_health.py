@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client import REGISTRY
 
-from streamae.serving.health import DaemonHealth, HealthServer, HealthSnapshot, TransportProbe
+from streamae.serving.health import DaemonHealth, HealthServer
+from streamae.serving.probe import HealthSnapshot, TransportProbe
 from streamae.serving.transport import (
     CommitRefused,
     CommitTimeout,
