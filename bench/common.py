@@ -180,19 +180,31 @@ class LocalBroker:
     the infrastructure, not the system under test."""
 
     def __init__(self, name: str) -> None:
+        self.name = name
+        self._pick()
+
+    def _pick(self) -> None:
         self.port = free_port()
-        self.dir = ROOT / ".bench" / f"kafka-{name}-{self.port}"
+        self.dir = ROOT / ".bench" / f"kafka-{self.name}-{self.port}"
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     def __enter__(self) -> LocalBroker:
         import subprocess
 
         everywhere = set(range(os.cpu_count() or 1))
-        subprocess.run(
-            ["bash", str(ROOT / "deploy" / "kafka.sh"), "start", str(self.port), str(self.dir)],
-            check=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, everywhere),
-        )
+        for attempt in range(3):  # a port free a moment ago may be taken by then (other brokers)
+            try:
+                subprocess.run(
+                    ["bash", str(ROOT / "deploy" / "kafka.sh"), "start", str(self.port), str(self.dir)],
+                    check=True,
+                    preexec_fn=lambda: os.sched_setaffinity(0, everywhere),
+                )
+                return self
+            except subprocess.CalledProcessError:
+                self.__exit__()
+                if attempt == 2:
+                    raise
+                self._pick()
         return self
 
     def pid(self) -> int:

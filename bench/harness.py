@@ -582,7 +582,15 @@ def paced_run(
             **loop,
         }
     except (RuntimeError, TimeoutError) as exc:  # the daemon died or fell behind for good
-        return {"rate": rate, "error": str(exc), "rss": d.rss, "stall": stalled, "load_at_s": load_at}
+        alive = d.proc.poll() is None
+        return {
+            "rate": rate,
+            "error": str(exc),
+            "alive": alive,
+            "rss": d.rss,
+            "stall": stalled,
+            "load_at_s": load_at,
+        }
     finally:
         if pacer is not None and pacer.poll() is None:
             pacer.kill()

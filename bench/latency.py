@@ -177,7 +177,9 @@ def main() -> int:
                         producer_cpus=a.other_cpus,
                         stall=stall,
                     )
-                    out["stall"].append({"backend": backend, "how": how, **stall_summary(r, stall)})
+                    out["stall"].append(
+                        {"backend": backend, "how": how, "for_s": a.stall_s, **stall_summary(r, stall)}
+                    )
                     print(f"  stall {backend} {how}: {out['stall'][-1]['verdict']}", flush=True)
     out["seconds"] = time.perf_counter() - started
     if not a.no_write:
@@ -227,32 +229,40 @@ def memory_run(bs: str, ends: dict[int, int], bundle: Path, a: argparse.Namespac
 
 
 def stall_summary(r: dict[str, Any], stall: dict[str, Any]) -> dict[str, Any]:
-    """RSS before, during and after the stall, relative to the median before it."""
+    """RSS during the stall and after it (catching up), against the median of the 10 s before."""
     rss = r.get("rss", [])
-    t_load = r.get("load_at_s") or 0.0  # seconds from daemon start to the paced load's start
-    before = [m for t, m in rss if t_load + stall["at_s"] - 10 <= t < t_load + stall["at_s"]]
-    after = [m for t, m in rss if t >= t_load + stall["at_s"]]
+    t0 = (r.get("load_at_s") or 0.0) + stall["at_s"]  # the stall's start, on the daemon's clock
+    t1 = t0 + stall["for_s"]
+    before = [m for t, m in rss if t0 - 10 <= t < t0]
+    during = [m for t, m in rss if t0 <= t < t1]
+    after = [m for t, m in rss if t >= t1]
     base = statistics.median(before) if before else None
-    peak = max(after) if after else None
-    change = (peak / base - 1) if base and peak else None
-    survived = "error" not in r
-    if not survived:
-        verdict = "daemon exited: " + r["error"].strip().splitlines()[-1][:200]
-    elif change is not None:
-        verdict = (
-            f"{'flat' if abs(change) <= 0.10 else 'NOT flat'}: peak {change:+.0%} over the pre-stall median"
-        )
-    else:
+    peak_during = max(during) if during else None
+    peak_after = max(after) if after else None
+    change = (peak_during / base - 1) if base and peak_during else None
+    change_after = (peak_after / base - 1) if base and peak_after else None
+    alive = "error" not in r or bool(r.get("alive"))
+    if change is None:
         verdict = "no samples"
+    else:
+        verdict = f"{'flat' if abs(change) <= 0.10 else 'NOT flat'} during the stall ({change:+.0%})"
+        if change_after is not None:
+            verdict += f"; {change_after:+.0%} while catching up after it"
+    if "error" in r:
+        how = "then stuck (alive, no progress)" if alive else "then the daemon exited"
+        verdict += f"; {how}: " + r["error"].strip().splitlines()[-1][:160]
     return {
         "rss_before_mib": base,
-        "rss_peak_mib": peak,
+        "rss_peak_mib": peak_during,
+        "rss_peak_after_mib": peak_after,
         "change": change,
-        "survived": survived,
+        "change_after": change_after,
+        "survived": alive,
         "p99_ms": r.get("p99_ms"),
         "max_ms": r.get("max_ms"),
         "verdict": verdict,
         "rss": rss,
+        "stall_at_s": t0,
         "what": (r.get("stall") or [""])[0],
     }
 
@@ -307,25 +317,29 @@ def plots(out: dict[str, Any]) -> None:
     fig.savefig(ROOT / "docs" / "latency.png", dpi=90)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4))
+    stall_s = 0.0
     for s in out["stall"]:
         if s["rss"]:
-            t0 = s["rss"][0][0]
+            t0 = s["stall_at_s"]
             ax.plot(
-                [t - t0 for t, _ in s["rss"]],
-                [m for _, m in s["rss"]],
-                label=f"{s['backend']}: {s['how']} stall",
+                [t - t0 for t, _ in s["rss"]], [m for _, m in s["rss"]], label=f"{s['backend']}: {s['how']}"
             )
-    mem = out.get("memory") or {}
-    if mem.get("rss"):
-        ax.plot(
-            [t for t, _ in mem["rss"]], [m for _, m in mem["rss"]], label=f"backlog of {mem['keys']:,} keys"
-        )
-    ax.set_xlabel("seconds since the daemon started")
+            stall_s = max(stall_s, float(s.get("for_s", 0)))
+    if stall_s:
+        ax.axvspan(0, stall_s, color="grey", alpha=0.15, label="stall")
+    ax.set_xlabel("seconds since the stall started")
     ax.set_ylabel("RSS (MiB)")
-    ax.set_title("daemon resident memory", fontsize=10)
+    ax.set_title(f"stalled outputs at {out['rate']:,.0f} readings/s", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    mem = out.get("memory") or {}
+    if mem.get("rss"):
+        ax2.plot([t for t, _ in mem["rss"]], [m for _, m in mem["rss"]])
+        ax2.set_title(f"a backlog of {mem['keys']:,} keys", fontsize=10)
+    ax2.set_xlabel("seconds since the daemon started")
+    ax2.set_ylabel("RSS (MiB)")
+    ax2.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(ROOT / "docs" / "memory.png", dpi=90)
     plt.close(fig)
@@ -451,25 +465,19 @@ def section(a: argparse.Namespace, out: dict[str, Any], when: datetime, load_bef
                 "backend",
                 "stall",
                 "RSS before (median) MiB",
-                "peak after MiB",
-                "change",
-                "daemon",
+                "peak during",
+                "peak after",
                 "p99 ms",
                 "verdict",
             ),
-            "|---|---|---:|---:|---:|---|---:|---|",
+            "|---|---|---:|---:|---:|---:|---|",
         ]
         for s in out["stall"]:
-            change = "" if s["change"] is None else f"{s['change']:+.0%}"
             lines.append(
                 row(
                     s["backend"],
                     s["what"] or s["how"],
-                    _f(s["rss_before_mib"]),
-                    _f(s["rss_peak_mib"]),
-                    change,
-                    "kept running" if s["survived"] else "exited",
-                    _f(s["p99_ms"]),
+                    *(_f(s[k]) for k in ("rss_before_mib", "rss_peak_mib", "rss_peak_after_mib", "p99_ms")),
                     s["verdict"],
                 )
             )

@@ -1,24 +1,18 @@
-"""The confluent-kafka (librdkafka) transport: ``transport.Transport`` on a C client.
+"""The confluent-kafka (librdkafka) transport: ``transport.Transport`` on a C client
+(``STREAMAE_KAFKA__BACKEND=confluent-kafka``, the extra ``streamae[confluent]``).
 
-The other module of the serving path that imports a Kafka client (``STREAMAE_KAFKA__BACKEND=
-confluent-kafka``; the optional extra ``streamae[confluent]``). Records are consumed in
-batches (``consume``), sends report through delivery callbacks served by ``flush``, and the
-producer is idempotent, so up to five requests may be in flight per connection without
-reordering or duplicates across librdkafka's own retries.
-
-Rebalance callbacks run on the polling thread here, where librdkafka would allow commits;
-they still only record the change, as with kafka-python, so the loop has one behaviour
-whichever library serves. One librdkafka detail shapes them: a ``seek`` issued before a
-new partition's fetcher has started is overridden by the committed-offset lookup, so
-assigned partitions start paused and are resumed by :meth:`ConfluentTransport.seek` (or,
-when the loop had nothing to seek, by the next poll).
+Batch consume, delivery callbacks served by ``flush``, an idempotent producer (five requests
+in flight without reordering or duplicates). Rebalance callbacks only record the change, as
+with kafka-python, so the loop behaves the same whichever library serves. A ``seek`` issued
+before a new partition's fetcher starts is overridden by librdkafka's committed-offset
+lookup, so assigned partitions start paused until :meth:`ConfluentTransport.seek` (or, when
+the loop had nothing to seek, the next poll) resumes them.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -26,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
 from streamae.serving.confluent_errors import Delivery, translated
-from streamae.serving.exactly_once import last_record, transactional_id
+from streamae.serving.exactly_once import last_record, transactional_id, within
 from streamae.serving.security import librdkafka_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
@@ -303,25 +297,6 @@ def _record(m: Message) -> Record:
     # a message without an error has all of these; the library's stubs cannot say so
     headers = tuple(m.headers() or ())
     return Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), headers)  # type: ignore[arg-type]
-
-
-def within(call: Callable[[], None], timeout_s: float) -> bool:
-    """Run ``call`` on a helper thread; False when it has not returned after ``timeout_s``
-    (it is left blocked there), else True or what it raised."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            failure.append(exc)
-
-    thread = threading.Thread(target=run, name="transaction-commit", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if failure:
-        raise failure[0]
-    return not thread.is_alive()
 
 
 def _isolation(k: KafkaSettings) -> str:

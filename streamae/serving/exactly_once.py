@@ -18,6 +18,7 @@ properties; two members on one host need the variable set apart.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -67,3 +68,23 @@ def last_record(
             return last
         back *= 8
     return None
+
+
+def within(call: Callable[[], None], timeout_s: float) -> bool:
+    """Run ``call`` on a helper thread; False when it has not returned after ``timeout_s``
+    (it is left blocked there), else True or what it raised."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            failure.append(exc)
+
+    # a daemon thread: one that never returns must not keep the process alive
+    thread = threading.Thread(target=run, name="transaction-commit", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if failure:
+        raise failure[0]
+    return not thread.is_alive()

@@ -14,13 +14,12 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
-from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.exactly_once import last_record, transactional_id
-from streamae.serving.kafka_python_errors import delivery_error, translated
+from streamae.serving.exactly_once import last_record, transactional_id, within
+from streamae.serving.kafka_python_errors import Delivery, translated
 from streamae.serving.security import kafka_python_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
@@ -88,23 +87,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-pytho
         self._on_assign([Partition(tp.topic, tp.partition) for tp in assigned])
 
 
-class _Delivery:
-    __slots__ = ("_failure", "_future", "_topic")
-
-    def __init__(self, future: FutureRecordMetadata | None, topic: str, failure: BaseException | None = None):
-        self._future, self._topic = future, topic
-        self._failure = None if failure is None else delivery_error(failure, topic)
-
-    def done(self) -> bool:
-        return self._failure is not None or bool(self._future is not None and self._future.is_done)
-
-    def failure(self) -> errors.DeliveryError | None:
-        f = self._future
-        if self._failure is None and f is not None and f.is_done and f.failed():
-            self._failure = delivery_error(f.exception, self._topic)
-        return self._failure
-
-
 class KafkaPythonTransport:
     """``transport.Transport`` on kafka-python: a group consumer, a producer (transactional
     in exactly-once mode), and (for state restores) a consumer outside the group."""
@@ -123,10 +105,8 @@ class KafkaPythonTransport:
             max_poll_interval_ms=k.max_poll_interval_ms,
             isolation_level=isolation(k),
         )
-        self._producer = make_producer(k, transactional_id(k) if self.transactional else None)
-        if self.transactional:
-            with translated("initialising transactions", other=errors.DeliveryFatal):
-                self._producer.init_transactions()  # fences (and aborts) a predecessor's open one
+        self._producer = self._new_producer()
+        self._replaced = False  # the producer was replaced in the open transaction: nothing to abort
         self._reader: KafkaConsumer | None = None
         self._next: dict[Partition, int] = {}  # one past the last record polled, for lag
 
@@ -189,19 +169,40 @@ class KafkaPythonTransport:
                 out[p] = max(0, end - position)
         return out
 
+    def _new_producer(self) -> KafkaProducer:
+        producer = make_producer(self.k, transactional_id(self.k) if self.transactional else None)
+        if self.transactional:
+            with translated("initialising transactions", other=errors.DeliveryFatal):
+                producer.init_transactions()  # fences (and aborts) a predecessor's open one
+        return producer
+
     def begin_transaction(self) -> None:
+        self._replaced = False
         with translated("beginning a transaction", other=errors.DeliveryFatal):
             self._producer.begin_transaction()
 
     def commit_transaction(self, offsets: Mapping[Partition, Offset]) -> None:
-        with translated("committing a transaction", other=errors.TransactionFailed):
+        def commit() -> None:
             if offsets:
                 self._producer.send_offsets_to_transaction(_structs(offsets), self._consumer.group_metadata())
             self._producer.commit_transaction()
 
+        with translated("committing a transaction", other=errors.TransactionFailed):
+            if within(commit, 2 * self.k.request_timeout_ms / 1000 + 5):
+                return
+        # kafka-python waits for the outcome without a timeout of its own: a new producer with
+        # the same transactional id fences the stuck one, and the transaction is redone
+        log.warning("transaction commit blocked past its timeout: replacing the producer")
+        self._producer, self._replaced = self._new_producer(), True
+        raise errors.TransactionFailed("transaction commit blocked; the producer was replaced")
+
     def abort_transaction(self) -> None:
+        if self._replaced:  # the new producer fenced the transaction: it is aborted
+            return
         with translated("aborting a transaction", other=errors.DeliveryFatal):
-            self._producer.abort_transaction()
+            if within(self._producer.abort_transaction, self.k.request_timeout_ms / 1000):
+                return
+            self._producer = self._new_producer()  # fences the stuck one: its transaction aborts
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         with translated(f"metadata of '{topic}' not read"):
@@ -215,14 +216,14 @@ class KafkaPythonTransport:
         value: bytes | None,
         headers: Sequence[Header] = (),
         partition: int | None = None,
-    ) -> _Delivery:
+    ) -> Delivery:
         try:
             future = self._producer.send(
                 topic, value=value, key=key, headers=list(headers) or None, partition=partition
             )
         except kafka_errors.KafkaError as exc:  # refused before it was queued (e.g. too large)
-            return _Delivery(None, topic, exc)
-        return _Delivery(future, topic)
+            return Delivery(None, topic, exc)
+        return Delivery(future, topic)
 
     def flush(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

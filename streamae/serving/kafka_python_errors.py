@@ -1,4 +1,5 @@
-"""kafka-python's exceptions as ours: one place that knows which is which."""
+"""kafka-python's exceptions as ours (one place that knows which is which), and the handle of
+a send."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 from kafka import errors as kafka_errors
+from kafka.producer.future import FutureRecordMetadata
 
 from streamae.serving import errors
 
@@ -57,3 +59,22 @@ def translated(
         raise errors.DeliveryFatal(f"{what}: {exc!r}") from exc
     except kafka_errors.KafkaError as exc:
         raise other(f"{what}: {exc!r}") from exc
+
+
+class Delivery:
+    """A send's handle, on kafka-python's future (or the error that refused it at once)."""
+
+    __slots__ = ("_failure", "_future", "_topic")
+
+    def __init__(self, future: FutureRecordMetadata | None, topic: str, failure: BaseException | None = None):
+        self._future, self._topic = future, topic
+        self._failure = None if failure is None else delivery_error(failure, topic)
+
+    def done(self) -> bool:
+        return self._failure is not None or bool(self._future is not None and self._future.is_done)
+
+    def failure(self) -> errors.DeliveryError | None:
+        f = self._future
+        if self._failure is None and f is not None and f.is_done and f.failed():
+            self._failure = delivery_error(f.exception, self._topic)
+        return self._failure

@@ -139,11 +139,13 @@ class Publisher:
             self._held.setdefault(partition, []).append(out)
 
     def drop(self, partitions: Collection[Partition]) -> int:
-        """Forget the unpublished outputs of ``partitions``; how many there were."""
+        """Forget the unpublished outputs of ``partitions``; how many there were. Their sends
+        in flight are no longer waited for nor sent again: the next owner publishes them."""
         dropped = sum(len(self._held.pop(p, ())) for p in partitions)
         kept = [(p, o) for p, o in self._failed if p not in partitions]
         dropped += len(self._failed) - len(kept)
         self._failed = kept
+        self._in_flight = [sent for sent in self._in_flight if sent[0] not in partitions]
         return dropped
 
     def publish(self) -> None:

@@ -42,7 +42,7 @@ def settings_for(
     return Settings(
         kafka=kafka,
         batch={"max_wait_ms": 100, **sections.pop("batch", {})},
-        model={"providers": ["CPUExecutionProvider"]},
+        model={"providers": ["CPUExecutionProvider"], **sections.pop("model", {})},
         **sections,
     )
 

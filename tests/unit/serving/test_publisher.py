@@ -135,3 +135,14 @@ def test_in_a_transaction_a_refused_output_aborts_it_and_is_dead_lettered_on_the
     t.commit_transaction({})
     assert [orjson.loads(r.value)["key"] for r in t.records("scores")] == ["a"]
     assert [orjson.loads(r.value)["reason_code"] for r in t.records("dlq")] == ["output_too_large"]
+
+
+def test_sends_of_a_revoked_partition_are_neither_waited_for_nor_sent_again():
+    t = MemoryTransport(failing_topics={"scores"})
+    pub = Publisher(t, K)
+    pub.add_scores(P, [score("a")])
+    pub.add_scores(Q, [score("b")])
+    pub.publish()
+    assert pub.drop([P]) == 0  # nothing held any more: one in flight
+    result = pub.settle()
+    assert result.failed == 1 and pub.retry() == 1  # Q's only: P's next owner publishes P's
