@@ -36,6 +36,15 @@ TOPIC = "backlog"
 #: Owners of time: the innermost frame (leaf outwards) in one of these packages takes a
 #: frame's own time; calls out of them (ONNX Runtime, numpy, orjson) count for their caller.
 LIBRARIES = {"kafka/": "kafka-python", "confluent_kafka/": "confluent-kafka", "streamae/": ""}
+#: Native frames (py-spy --native) that take their own time whatever called them.
+NATIVE = {
+    "gc_collect": "garbage collection (CPython gc, native)",
+    "librdkafka": "librdkafka (native)",
+    "cimpl.": "librdkafka (native)",
+    "onnxruntime": "ONNX Runtime (native)",
+    "_multiarray_umath": "numpy (native)",
+    "orjson": "orjson (native)",
+}
 
 
 @dataclass
@@ -86,8 +95,15 @@ def _file(name: str) -> str:
 
 
 def stage_of(f: Frame | None) -> str:
-    """Who a frame's own time belongs to: the innermost streamae module (``serving/loop.py``)
-    or Kafka client library on its stack."""
+    """Who a frame's own time belongs to: a native library or the garbage collector anywhere on
+    its stack (``NATIVE``), else the innermost streamae module (``serving/loop.py``) or Kafka
+    client library."""
+    native = f  # the native frames between the leaf and the first Python frame
+    while native is not None and not _file(native.name).endswith(".py"):
+        for part, label in NATIVE.items():
+            if part in native.name:
+                return label
+        native = native.parent
     while f is not None:
         path = _file(f.name)
         for prefix, label in LIBRARIES.items():
@@ -143,6 +159,7 @@ def profile_backend(
                 "--rate",
                 "100",
                 "--threads",
+                "--native",  # garbage collection, numpy, ONNX Runtime and librdkafka show up
                 "--function",
                 "--format",
                 "flamegraph",
@@ -239,7 +256,8 @@ def section(
         f"{load} / {load_average()} (other sessions ran tests meanwhile).",
         "",
         f"A backlog of {1000 * per_key:,} readings (1,000 keys, 10 features, 4 partitions, one reading per "
-        "message), dense bundle, window 30, default settings. py-spy 100 Hz, `--threads --function`, "
+        "message), dense bundle, window 30, default settings. py-spy 100 Hz, "
+        "`--threads --native --function`, "
         "attached once the daemon logs `serving`, stopped when the commits cover every input. Idle "
         "waits are not sampled: percentages are of the time some thread ran.",
         "",

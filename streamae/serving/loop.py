@@ -254,7 +254,9 @@ class Daemon:
             return
         started = time.perf_counter()
         top_k, topic = self.settings.model.top_features, self.settings.kafka.scores_topic
-        for windows, batch in score(self.scorer, pending):
+        scored = score(self.scorer, pending)
+        metrics.inference(time.perf_counter() - started, sum(map(len, pending)))
+        for windows, batch in scored:
             p = Partition(windows.topic, windows.partition)
             out = self._parts[p].outputs(
                 self.scorer,

@@ -73,6 +73,7 @@ class Settled:
     """Where every send stands after :meth:`Publisher.settle`."""
 
     acked: Published = field(default_factory=Published)
+    dead_letter_codes: dict[str, int] = field(default_factory=dict)  # acknowledged, per reason code
     pending: int = 0  # still in flight
     failed: int = 0  # failed transiently: :meth:`Publisher.retry` sends them again
     rejected: int = 0  # refused for good (in a transaction: the transaction must abort)
@@ -195,6 +196,7 @@ class Publisher:
             if not self._in_flight or result.pending or time.monotonic() >= deadline:
                 break
         _count(result.acked)
+        metrics.dead_letters(result.dead_letter_codes)
         return result
 
     def _sort(self, source: Partition, o: _Output, d: Delivery, result: Settled) -> None:
@@ -205,8 +207,12 @@ class Publisher:
         err = d.failure()
         if err is None:
             _acked(result.acked, o)
+            if o.kind == "dead_letter":
+                code = dict(o.headers).get("streamae.reason_code", b"").decode()
+                result.dead_letter_codes[code] = result.dead_letter_codes.get(code, 0) + 1
             return
         result.error = result.error or err
+        metrics.delivery_failed(o.topic)
         if isinstance(err, DeliveryFatal):
             raise err
         if not isinstance(err, RecordRejected):

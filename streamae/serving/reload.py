@@ -24,6 +24,7 @@ import numpy as np
 from streamae.core.bundle import MANIFEST, MODEL, BundleError
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
+from streamae.serving import metrics
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,11 @@ class ModelReloader:
             warm_up(scorer)
         except Exception as exc:  # whatever is wrong with it, the old model goes on serving
             self.failures += 1
+            metrics.model_reloaded(False)
             log.error("model reload: %s (%s) refused, still serving %s: %s", self.location, seen[0], old, exc)
             return None
         self.current = scorer
         self.reloads += 1
+        metrics.model_reloaded(True, scorer.manifest.model_version, scorer.manifest.variant)
         log.info("model reload: serving %s from %s (was %s)", scorer.manifest.model_version, seen[0], old)
         return scorer

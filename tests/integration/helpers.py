@@ -124,7 +124,9 @@ class DaemonThread:
         """Partitions this member holds now (the daemon's thread-safe snapshot)."""
         return self.daemon.assigned()
 
-    def close(self, timeout_s: float = 60) -> None:
+    def close(self, timeout_s: float = 120) -> None:
+        # draining may wait out a request timeout (30 s) and, after an outage, a transaction
+        # abort on top: on a loaded 2-core CI machine 60 s was seen to be too short
         self.daemon.stop()
         self.thread.join(timeout_s)
         assert not self.thread.is_alive(), "daemon did not stop"
