@@ -162,6 +162,7 @@ class OutputSettings(_Section):
     max_message_bytes: int = Field(
         921_600,
         ge=16_384,
+        le=1_000_000,  # the clients' own request limits (librdkafka's message.max.bytes)
         description="largest record published (value, key and headers, serialised): under the "
         "broker's 1 MiB default; larger dead letters are truncated, larger outputs split or "
         "dead-lettered",

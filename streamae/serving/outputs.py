@@ -14,6 +14,7 @@ thinner forms its dict holds only what the policy reads of such a window.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,7 @@ def build(scorer: Scorer, s: Scored, o: OutputSettings, topic: str) -> ScoreReco
         return _single(docs, w, o.max_message_bytes, topic, policy=policy)
     records: list[tuple[bytes, bytes, int, int]] = []
     too_large: list[Rejected] = []
-    for idx in _by_key(w.keys):
-        doc = _batch_doc(s, idx, hot, m.features, threshold, m.model_version)
+    for doc in _batch_docs(s, hot, m.features, threshold, m.model_version):
         _fit_batch(doc, o.max_message_bytes, topic, s.windows, records, too_large)
     return ScoreRecords(records, policy, too_large)
 
@@ -139,35 +139,42 @@ def _policy_docs(
     return docs
 
 
-def _by_key(keys: np.ndarray) -> list[np.ndarray]:
-    """Window indices grouped per key, each group in window order."""
-    if not len(keys):
-        return []
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    return np.split(order, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1)
-
-
-def _batch_doc(
-    s: Scored, idx: np.ndarray, hot: np.ndarray, features: list[str], threshold: float, version: str
-) -> dict[str, Any]:
-    """The batch message of windows ``idx`` (all of one key, in order), numpy arrays as they are."""
+def _batch_docs(
+    s: Scored, hot: np.ndarray, features: list[str], threshold: float, version: str
+) -> list[dict[str, Any]]:
+    """One batch message per key (numpy arrays as they are, for orjson), each key's windows
+    in order. The columns are sorted by key once, so each message takes slices (views),
+    and the cost per key stays a few dict entries."""
     w = s.windows
-    return {
-        "key": str(w.keys[idx[0]]),
+    if not len(w):
+        return []
+    order = np.argsort(w.keys, kind="stable")  # stable: window order within a key
+    keys = w.keys[order]
+    cols = {
+        "window_start": w.start_ts[order],
+        "window_end": w.end_ts[order],
+        "score": s.score[order],
+        "raw_score": s.raw[order],
+        "is_anomaly": hot[order],
+        "offset_start": w.first_offset[order],
+        "offset_end": w.last_offset[order],
+        "top_features": np.asarray(features, dtype=object)[s.top[order]],
+        "top_shares": np.round(s.share[order].astype(np.float64), 4),
+    }
+    cuts = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1).tolist(), len(keys)]
+    head = {
         "model_version": version,
         "threshold": threshold,
         "source": {"topic": w.topic, "partition": w.partition},
-        "window_start": w.start_ts[idx],
-        "window_end": w.end_ts[idx],
-        "score": s.score[idx],
-        "raw_score": s.raw[idx],
-        "is_anomaly": hot[idx],
-        "offset_start": w.first_offset[idx],
-        "offset_end": w.last_offset[idx],
-        "top_features": np.asarray(features, dtype=object)[s.top[idx]].tolist(),
-        "top_shares": np.round(s.share[idx].astype(np.float64), 4),
     }
+    docs = []
+    for lo, hi in itertools.pairwise(cuts):
+        doc: dict[str, Any] = {"key": keys[lo], **head}
+        for name, col in cols.items():
+            doc[name] = col[lo:hi]
+        doc["top_features"] = doc["top_features"].tolist()  # strings: orjson takes no object arrays
+        docs.append(doc)
+    return docs
 
 
 _COLUMNS = (

@@ -121,7 +121,7 @@ class TransportProbe:
             self._broker_error = str(exc)
             raise
         now = self.clock()
-        metrics.polled(now)
+        metrics.polled()  # the gauges count real time, whatever clock the probe runs on
         with self._lock:
             self._polled_at = now
             for p, records in polled.items():
@@ -152,7 +152,7 @@ class TransportProbe:
         self._committed(self.clock())
 
     def _committed(self, now: float) -> None:
-        metrics.committed(now)
+        metrics.committed()
         self._committed_at, self._broker_error = now, None
 
     # -- what was seen ----------------------------------------------------------------
