@@ -115,11 +115,18 @@ def stage_of(f: Frame | None) -> str:
     return "other (interpreter, threads' own frames)"
 
 
+def _thread(f: Frame) -> str:
+    while f.parent is not None and f.parent.name != "all":
+        f = f.parent
+    return f.name
+
+
 def summarise(frames: list[Frame]) -> dict[str, Any]:
     roots = [f for f in frames if f.parent is None]
     total = sum(f.w for f in roots if f.name == "all") or sum(f.w for f in roots)
     own: dict[str, int] = defaultdict(int)
     stages: dict[str, int] = defaultdict(int)
+    main: dict[str, int] = defaultdict(int)  # the loop's own thread
     threads: dict[str, int] = defaultdict(int)
     for f in frames:
         if f.name == "all":
@@ -127,18 +134,22 @@ def summarise(frames: list[Frame]) -> dict[str, Any]:
         if f.own:
             own[f.function] += f.own
             stages[stage_of(f)] += f.own
+            if "MainThread" in _thread(f):
+                main[stage_of(f)] += f.own
         if f.parent is not None and f.parent.name == "all":
             threads[f.name] += f.w
     return {
         "samples": total,
+        "main_samples": sum(main.values()),
         "top": sorted(own.items(), key=lambda kv: -kv[1])[:20],
         "stages": sorted(stages.items(), key=lambda kv: -kv[1]),
+        "main": sorted(main.items(), key=lambda kv: -kv[1]),
         "threads": sorted(threads.items(), key=lambda kv: -kv[1]),
     }
 
 
 def profile_backend(
-    bs: str, ends: dict[int, int], bundle: Path, backend: str, svg: Path, cpus: Any
+    bs: str, ends: dict[int, int], bundle: Path, backend: str, svg: Path, cpus: Any, rate: int
 ) -> dict[str, Any]:
     run = harness.Run(bs, TOPIC)
     run.create()
@@ -157,7 +168,7 @@ def profile_backend(
                 "--pid",
                 str(d.pid),
                 "--rate",
-                "100",
+                str(rate),
                 "--threads",
                 "--native",  # garbage collection, numpy, ONNX Runtime and librdkafka show up
                 "--function",
@@ -201,6 +212,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="150 readings per key instead of 600")
     p.add_argument("--cpus", default="0")
+    p.add_argument("--rate", type=int, default=50, help="py-spy samples per second (native stacks are slow)")
     p.add_argument("--no-write", action="store_true", help="flame graphs under .bench/ only; docs untouched")
     a = p.parse_args()
     cpus = {int(c) for c in a.cpus.split(",") if c} or None
@@ -216,7 +228,7 @@ def main() -> int:
         for backend in harness.backends():
             name = "flamegraph.svg" if backend == "kafka-python" else f"flamegraph-{backend}.svg"
             try:
-                r = profile_backend(broker.bootstrap, ends, bundle, backend, out_dir / name, cpus)
+                r = profile_backend(broker.bootstrap, ends, bundle, backend, out_dir / name, cpus, a.rate)
             except Exception as exc:
                 print(f"{backend}: {exc}", flush=True)
                 continue
@@ -256,10 +268,16 @@ def section(
         f"{load} / {load_average()} (other sessions ran tests meanwhile).",
         "",
         f"A backlog of {1000 * per_key:,} readings (1,000 keys, 10 features, 4 partitions, one reading per "
-        "message), dense bundle, window 30, default settings. py-spy 100 Hz, "
+        f"message), dense bundle, window 30, default settings. py-spy {a.rate} Hz, "
         "`--threads --native --function`, "
-        "attached once the daemon logs `serving`, stopped when the commits cover every input. Idle "
-        "waits are not sampled: percentages are of the time some thread ran.",
+        "attached once the daemon logs `serving`, stopped when the commits cover every input. "
+        "Percentages are of all samples (every thread). With `--native` a thread blocked in a "
+        "native call (a socket wait in libc) can count as running, so kafka-python's network "
+        "threads are overstated; the MainThread table is the loop's critical path. Garbage "
+        "collection runs inside whatever Python frame allocated when it fell due, and shows as "
+        "`gc_collect_main` under that frame. Native stack sampling stops the daemon for every "
+        "sample: it runs slower under the profiler and its CPU per reading is inflated (compare "
+        "the readings/s with bench/throughput.py); read the shares, not the absolute µs.",
         "",
     ]
     for r in results:
@@ -276,6 +294,10 @@ def section(
             "| share | µs per reading |",
             "|---|---:|---:|",
             *[f"| {name} | {n / s:.1%} | {n / s * us:.1f} |" for name, n in r["stages"]],
+            "",
+            "| the loop's thread (MainThread) alone, by module | share of its samples |",
+            "|---|---:|",
+            *[f"| {name} | {n / (r['main_samples'] or 1):.1%} |" for name, n in r["main"][:12]],
             "",
             "| top functions by own time | share | µs per reading |",
             "|---|---:|---:|",

@@ -622,7 +622,7 @@ def daemon_metrics(port: int) -> dict[str, float]:
     out = {}
     for what in ("commit", "flush"):
         n = values.get(f"streamae_{what}_seconds_count", 0.0)
-        out[f"{what}s"] = n
+        out[{"commit": "commits", "flush": "flushes"}[what]] = n
         if n:
             out[f"{what}_mean_ms"] = 1000 * values[f"streamae_{what}_seconds_sum"] / n
     return out
