@@ -12,8 +12,8 @@
 Every other path answers 404. Both checks answer 200 or 503 with a JSON body naming each
 check. The server is a stdlib ``ThreadingHTTPServer`` on a daemon thread.
 
-What the checks read is a :class:`HealthSnapshot`. ``probe.TransportProbe`` observes the
-transport the loop uses (polls, seeks, commits, rebalance callbacks, and lag where the
+What the checks read is a ``progress.HealthSnapshot``. ``probe.TransportProbe`` observes
+the transport the loop uses (polls, seeks, commits, rebalance callbacks, and lag where the
 transport reports high watermarks), so the snapshot needs nothing from the loop; a daemon
 that reports its own state (``Daemon.health()``: ``in_backoff``, ``model_version``, ...)
 overrides what the probe saw (:meth:`HealthSnapshot.merged`).
@@ -36,7 +36,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from streamae.serving import metrics
-from streamae.serving.probe import HealthSnapshot, TransportProbe
+from streamae.serving.probe import TransportProbe
+from streamae.serving.progress import HealthSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _ago(now: float, then: float | None) -> str:
 def liveness(snap: HealthSnapshot, now: float, liveness_s: float) -> Verdict:
     """Alive while the loop polled within ``liveness_s`` (the start-up counts as a poll)."""
     last = snap.polled_at if snap.polled_at is not None else snap.started_at
-    ok = now - last <= liveness_s
+    ok = last is not None and now - last <= liveness_s
     detail = f"last poll {_ago(now, snap.polled_at)} (limit {liveness_s:g} s)"
     return Verdict(ok, {"polling": (ok, detail)})
 
@@ -118,7 +119,7 @@ class DaemonHealth:
             else HealthSnapshot(started_at=self.started_at)
         )
         snap = replace(snap, model_version=self.model_version)
-        report: Callable[[], object] | None = getattr(self.daemon, "health", None)
+        report: Callable[[], HealthSnapshot] | None = getattr(self.daemon, "health", None)
         return snap.merged(report()) if report is not None else snap
 
 

@@ -2,7 +2,8 @@
 
 :class:`TransportProbe` forwards every call to the transport the loop uses and notes polls,
 seeks, commits, rebalances, transport failures and lag, so ``/healthz`` and ``/ready``
-(``health.py``) need nothing from the loop itself.
+(``health.py``) need nothing from the loop itself: :meth:`TransportProbe.snapshot` fills the
+probe's share of a ``progress.HealthSnapshot``.
 """
 
 from __future__ import annotations
@@ -11,49 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from streamae.serving import metrics
 from streamae.serving.errors import CommitRefused, TransportError
+from streamae.serving.progress import HealthSnapshot
 from streamae.serving.transport import Offset, Partition, PartitionsCallback, Record, Transport
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HealthSnapshot:
-    """The daemon's state as the checks see it; times are ``time.monotonic()`` seconds."""
-
-    started_at: float
-    polled_at: float | None = None  # the last poll that returned (records or not)
-    committed_at: float | None = None  # the last successful offset commit
-    assigned: int = 0  # input partitions held
-    subscribed: bool = False  # joined (or joining) the group
-    in_backoff: bool = False  # waiting out a broker or delivery failure
-    model_version: str | None = None  # None: no model loaded yet
-    broker_error: str | None = None  # the last transport failure, until an operation succeeds
-    stalled: tuple[str, ...] = ()  # partitions with lag and no progress for STREAMAE_STALL_S
-
-    _FROM_DAEMON = ("polled_at", "committed_at", "assigned", "in_backoff", "model_version", "subscribed")
-
-    def merged(self, report: object) -> HealthSnapshot:
-        """This snapshot with every field ``report`` (e.g. ``Daemon.health()``) has and sets.
-
-        ``report`` is read by attribute name, so the daemon's own snapshot type needs no
-        import from here: ``polled_at``, ``committed_at``, ``assigned`` (an int or a
-        collection of partitions), ``in_backoff``, ``model_version`` and ``subscribed`` are
-        taken when present and not None.
-        """
-        changes: dict[str, Any] = {}
-        for name in self._FROM_DAEMON:
-            value = getattr(report, name, None)
-            if value is None:
-                continue
-            if name == "assigned" and not isinstance(value, int):
-                value = len(value)
-            changes[name] = value
-        return replace(self, **changes)
 
 
 class TransportProbe:

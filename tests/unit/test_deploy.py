@@ -205,7 +205,7 @@ def test_image_healthcheck_command_follows_healthz(healthy):
     import time
 
     from streamae.serving.health import HealthServer
-    from streamae.serving.probe import HealthSnapshot
+    from streamae.serving.progress import HealthSnapshot
 
     now = time.monotonic()
     snap = HealthSnapshot(started_at=now - 600, polled_at=now if healthy else now - 500)

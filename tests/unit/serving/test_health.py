@@ -9,13 +9,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
 
 from streamae.serving.health import DaemonHealth, HealthServer
-from streamae.serving.probe import HealthSnapshot, TransportProbe
+from streamae.serving.probe import TransportProbe
+from streamae.serving.progress import HealthSnapshot
 from streamae.serving.transport import (
     CommitRefused,
     CommitTimeout,
@@ -161,25 +161,26 @@ def test_a_failing_snapshot_answers_500_and_the_server_goes_on(serve):
 
 
 def test_snapshot_merges_the_daemons_own_report():
-    base = HealthSnapshot(started_at=NOW, polled_at=NOW - 3, assigned=1, subscribed=True)
-    report = SimpleNamespace(
-        polled_at=NOW - 1,
-        committed_at=None,
-        assigned=frozenset({P0, P1}),
-        in_backoff=True,
-        model_version="v2",
+    base = HealthSnapshot(
+        started_at=NOW, polled_at=NOW - 3, assigned=1, subscribed=True, broker_error="down", stalled=("in-0",)
     )
+    report = HealthSnapshot(polled_at=NOW - 1, assigned=2, in_backoff=True, model_version="v2", paused=True)
     merged = base.merged(report)
-    assert merged.polled_at == NOW - 1 and merged.assigned == 2
+    assert merged.polled_at == NOW - 1 and merged.assigned == 2 and merged.paused
     assert merged.in_backoff and merged.model_version == "v2"
-    assert merged.committed_at is None and merged.subscribed  # None and missing fields keep the probe's
+    assert merged.committed_at is None  # None keeps the probe's
+    # what only the probe knows stays, whatever the daemon's report says
+    assert (merged.started_at, merged.subscribed, merged.broker_error, merged.stalled) == (
+        NOW,
+        True,
+        "down",
+        ("in-0",),
+    )
 
 
 def test_snapshot_merges_the_loops_health_snapshot():
-    """Daemon.health() returns serving.progress.HealthSnapshot: its fields are read by name."""
-    from streamae.serving.progress import HealthSnapshot as LoopSnapshot
-
-    report = LoopSnapshot(
+    """Daemon.health()'s report: the loop's fields (a reload, held outputs, lag) come along."""
+    report = HealthSnapshot(
         polled_at=NOW - 1,
         last_progress=NOW - 1,
         committed_at=NOW - 4,
@@ -187,10 +188,14 @@ def test_snapshot_merges_the_loops_health_snapshot():
         in_backoff=True,
         paused=True,
         model_version="v7",
+        lag={P0: 5},
+        held_outputs=4,
+        reloads=1,
     )
     merged = HealthSnapshot(started_at=NOW, subscribed=True).merged(report)
     assert (merged.polled_at, merged.committed_at, merged.assigned) == (NOW - 1, NOW - 4, 3)
     assert merged.in_backoff and merged.model_version == "v7" and merged.subscribed
+    assert (merged.total_lag, merged.held_outputs, merged.reloads) == (5, 4, 1)
 
 
 # -- the transport probe ----------------------------------------------------------------
@@ -358,8 +363,8 @@ def test_daemon_health_before_and_after_start_up():
     assert snap.model_version == "v1" and snap.subscribed and snap.polled_at == NOW
 
     class Reporting:
-        def health(self) -> SimpleNamespace:
-            return SimpleNamespace(in_backoff=True, model_version="v2")
+        def health(self) -> HealthSnapshot:
+            return HealthSnapshot(in_backoff=True, model_version="v2")
 
     health.attach(probe, Reporting())
     snap = health.snapshot()
