@@ -3,21 +3,28 @@
 "Normal-only" history may still carry labelled incidents: windows touching a labelled row
 are left out of training and calibration rather than trusting the caller to have removed
 them. Windows are split by time, so the optimiser never sees the windows that decide
-early stopping or set the threshold.
+early stopping or set the threshold. :func:`prepare` does all of it for one window length
+and scales the windows as the bundle will scale them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from streamae.core.readings import Readings, frame_to_readings
+from streamae.core.config import TrainSettings
+from streamae.core.readings import DataError, Readings, feature_columns, frame_to_readings
+from streamae.core.scoring import InputScaler
 from streamae.core.windows import Windows, WindowStore
 
+log = logging.getLogger(__name__)
+
 TRAIN_SHARE, VALIDATION_SHARE = 0.70, 0.15  # the calibration windows are the rest
+MIN_WINDOWS = 50
 
 
 @dataclass(frozen=True)
@@ -63,3 +70,53 @@ def split_by_time(windows: Windows) -> Split:
         calib=windows.start_ts > cut2,
         calibration_after=float(cut2),
     )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The normal history cut into windows of one length: features, windows, their time
+    split, the training readings, the scaler set on them, and the windows in model units."""
+
+    features: list[str]
+    hist: History
+    split: Split
+    train_rows: np.ndarray  # bool per reading: normal and no later than the last training window
+    center: np.ndarray
+    scale: np.ndarray
+    x: np.ndarray  # every window, scaled (float32)
+
+
+def prepare(frame: pd.DataFrame, cfg: TrainSettings, source: str) -> Prepared:
+    """Windows of ``cfg.window`` readings, split by time and scaled as the bundle will scale."""
+    features, hist, split = _normal_windows(frame, cfg, source)
+    windows = hist.windows
+    train_rows = (hist.readings.ts <= windows.end_ts[split.train].max()) & hist.normal_rows
+    center, scale = _scaler(hist.readings.values[train_rows], cfg.loss)
+    x = InputScaler(center, scale)(windows.data)
+    return Prepared(features, hist, split, train_rows, center, scale, x)
+
+
+def _normal_windows(frame: pd.DataFrame, cfg: TrainSettings, source: str) -> tuple[list[str], History, Split]:
+    """Features, normal windows and their time split; a DataError when there is too little."""
+    features = feature_columns(frame)
+    if not features:
+        raise DataError(f"{source}: no numeric feature columns")
+    hist = normal_history(frame, features, cfg.window, cfg.stride, source)
+    if hist.excluded:
+        log.info("%s: %d windows touch labelled rows and are left out", source, hist.excluded)
+    n = len(hist.windows)
+    if n < MIN_WINDOWS:
+        raise DataError(f"{source}: only {n} windows of {cfg.window} readings; need {MIN_WINDOWS}")
+    split = split_by_time(hist.windows)
+    if min(split.train.sum(), split.val.sum(), split.calib.sum()) < 5:
+        raise DataError(f"{source}: too little history to split into train/validation/calibration")
+    return features, hist, split
+
+
+def _scaler(values: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature ``(center, scale)``: standardisation, or min-max to [0, 1] for BCE."""
+    if loss == "bce":
+        lo, hi = values.min(axis=0).astype(np.float64), values.max(axis=0).astype(np.float64)
+        return lo, np.where(hi - lo > 1e-8, hi - lo, 1.0)
+    std = values.std(axis=0, dtype=np.float64)
+    return values.mean(axis=0, dtype=np.float64), np.where(std > 1e-8, std, 1.0)

@@ -114,14 +114,15 @@ def test_latent_points_one_dimensional_code_uses_the_score():
 @pytest.fixture(scope="module")
 def selected_bundle(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle chosen by a two-candidate selection (per-reading PCA, 1 or all components)."""
-    from streamae.training import selection
-    from streamae.training.selection import ModelChoice, ScoreChoice, Search, select_and_fit
+    from streamae.training import candidates
+    from streamae.training.candidates import ModelChoice, ScoreChoice, Search
+    from streamae.training.selection import select_and_fit
 
     models = (ModelChoice("pca", 1, 5), ModelChoice("pca", 1, 1))
     search = Search(models, (ScoreChoice(), ScoreChoice("recent")))
     out = tmp_path_factory.mktemp("selected") / "auto"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(selection, "SEARCHES", {"quick": search})
+        mp.setattr(candidates, "SEARCHES", {"quick": search})
         select_and_fit(history, out, TrainSettings(variant="auto", search="quick"), progress=False)
     return out
 

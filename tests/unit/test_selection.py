@@ -12,10 +12,12 @@ import torch
 from streamae.cli import main
 from streamae.core.bundle import load_bundle
 from streamae.core.config import VARIANTS, TrainSettings
-from streamae.training import selection
+from streamae.training import candidates, faults, selection
+from streamae.training.candidates import ModelChoice, ScoreChoice, Search, plan
+from streamae.training.faulted_stream import REPLICAS, FaultedStream
 from streamae.training.fit import export_onnx, fit, onnx_reconstruct, torch_reconstruct
 from streamae.training.models import PCAReconstructor, build_model
-from streamae.training.selection import ModelChoice, ScoreChoice, Search, plan, select_and_fit
+from streamae.training.selection import select_and_fit
 
 T0 = 1_767_225_600.0
 SENSORS = ["a", "b", "c", "d", "e"]
@@ -47,7 +49,7 @@ def history() -> pd.DataFrame:
 @pytest.fixture
 def tiny(monkeypatch):
     """Every search breadth is the two PCA candidates (fast, and one of them cannot see)."""
-    monkeypatch.setattr(selection, "SEARCHES", {name: TINY for name in ("quick", "default", "wide")})
+    monkeypatch.setattr(candidates, "SEARCHES", {name: TINY for name in ("quick", "default", "wide")})
 
 
 def test_selection_picks_the_candidate_that_sees_the_faults(tiny, history, tmp_path):
@@ -60,7 +62,7 @@ def test_selection_picks_the_candidate_that_sees_the_faults(tiny, history, tmp_p
     assert sharp.scores.f1 > 0.5 > blind.scores.f1 + 0.3
     assert sel.chosen == 1 and m.variant == "pca" and m.window == 1 and m.code_size == 1
     assert sel.metric == "f1" and sel.faults > 0 and 0 < sel.labelled_windows < sel.windows
-    assert set(sel.fault_kinds) == set(selection.faults.KINDS) and sel.seed == 0
+    assert set(sel.fault_kinds) == set(faults.KINDS) and sel.seed == 0
     assert result.bundle.manifest == m
     assert m.training["variant"] == "pca" and m.training["code"] == 1  # the winner's settings
 
@@ -103,7 +105,7 @@ def test_labels_only_leave_windows_out(tiny, history, tmp_path, monkeypatch):
     # window 1: every validation reading is judged, but for the 20 labelled ones in each of
     # the copies; what is judged is the injected faults, in both runs alike
     assert all(len(labels) == readings["plain"] for labels in seen["plain"])
-    assert all(len(labels) == readings["labelled"] - selection.REPLICAS * 20 for labels in seen["labelled"])
+    assert all(len(labels) == readings["labelled"] - REPLICAS * 20 for labels in seen["labelled"])
     assert 0.8 < seen["labelled"][0].mean() / seen["plain"][0].mean() < 1.25
     assert chose.bundle.manifest.selection.chosen == plain.bundle.manifest.selection.chosen
 
@@ -126,15 +128,15 @@ def test_plan_keeps_what_the_user_pinned():
     assert all(s.feature_norm for s in search.scores)
     assert all(m.variant != "pca" for m in plan(TrainSettings(loss="bce"), ()).models)
     # one reading has no time to weight: recent and uniform are one candidate there
-    assert selection._score_choices([ScoreChoice("recent"), ScoreChoice()], 1) == [ScoreChoice()]
+    assert candidates.scores_for_window([ScoreChoice("recent"), ScoreChoice()], 1) == [ScoreChoice()]
 
 
 @pytest.mark.parametrize("search", ["quick", "default", "wide"])
 def test_every_search_has_per_reading_and_windowed_candidates(search):
-    models = selection.SEARCHES[search].models
+    models = candidates.SEARCHES[search].models
     assert any(m.window == 1 for m in models) and any(m.window >= 10 for m in models)
-    assert any(s.time_weighting == "recent" for s in selection.SEARCHES[search].scores)
-    assert len(selection.SEARCHES["quick"].models) < len(models) or search == "quick"
+    assert any(s.time_weighting == "recent" for s in candidates.SEARCHES[search].scores)
+    assert len(candidates.SEARCHES["quick"].models) < len(models) or search == "quick"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -158,7 +160,7 @@ def test_judged_windows_skip_the_tail_of_a_fault():
     frame = pd.DataFrame({"timestamp": np.arange(n, dtype=float), "key": "k", "x": np.arange(n, dtype=float)})
     labels = np.zeros(n, np.int8)
     labels[5:7] = 1
-    stream = selection.FaultedStream(frame, labels, np.arange(n) >= 2, np.ones(n, bool), 1, ("spike",), 0)
+    stream = FaultedStream(frame, labels, np.arange(n) >= 2, np.ones(n, bool), 1, ("spike",), 0)
     windows, judged = stream.windows(["x"], 3, 1)
     # windows end at rows 2..11; those ending at 7 and 8 still hold row 6 (faulty)
     assert windows.last_offset.tolist() == [2, 3, 4, 5, 6, 9, 10, 11]

@@ -1,0 +1,147 @@
+"""The candidates of label-free selection: models, score aggregations, and the searches.
+
+A candidate is a :class:`ModelChoice` (a variant at a window length) scored one
+:class:`ScoreChoice` way; :data:`SEARCHES` holds each search breadth's candidates,
+:func:`plan` narrows one to the fields the user pinned, and :func:`candidate_settings`
+gives a candidate's concrete training settings. How they are judged: ``selection``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamae.core.config import TrainSettings
+
+# the fields a candidate sets; a user who sets one of them (flag or variable) pins it
+SCORE_FIELDS = ("time_weighting", "half_life", "feature_norm", "feature_pool")
+MODEL_FIELDS = ("window", "code")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model to train: a variant at a window length (``code``: size or PCA components)."""
+
+    variant: str
+    window: int
+    code: int | None = None
+
+
+@dataclass(frozen=True)
+class ScoreChoice:
+    """How the trained model's errors become a window score (the manifest's ``score``)."""
+
+    time_weighting: str = "uniform"
+    feature_norm: bool = False
+    feature_pool: str = "mean"
+    half_life: float | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    models: tuple[ModelChoice, ...]
+    scores: tuple[ScoreChoice, ...]
+
+
+_PLAIN, _NORM = ScoreChoice(), ScoreChoice(feature_norm=True)
+_RECENT, _RECENT_NORM = ScoreChoice("recent"), ScoreChoice("recent", True)
+_NORM_MAX = ScoreChoice(feature_norm=True, feature_pool="max")
+_RECENT_NORM_MAX = ScoreChoice("recent", True, "max")
+
+#: The candidates of each search breadth. Window 1 is the per-reading model (a PCA of single
+#: standardised readings); the windowed ones see time. Score aggregations cost no training:
+#: each is another reading of the same trained model. Windows stay at 30 readings or fewer
+#: but in ``wide``: the judgment does not count the windows a fault leaves behind, so longer
+#: windows, whose scores linger longer after a fault, are an explicit choice.
+SEARCHES: dict[str, Search] = {
+    "quick": Search(
+        (ModelChoice("pca", 1), ModelChoice("dense", 10), ModelChoice("conv", 10)),
+        (_PLAIN, _NORM_MAX, _RECENT_NORM),
+    ),
+    "default": Search(
+        (
+            ModelChoice("pca", 1),
+            ModelChoice("pca", 10),
+            ModelChoice("pca", 30),
+            ModelChoice("dense", 10),
+            ModelChoice("dense", 30),
+            ModelChoice("conv", 10),
+            ModelChoice("conv", 30),
+        ),
+        (_PLAIN, _NORM, _NORM_MAX, _RECENT, _RECENT_NORM, _RECENT_NORM_MAX),
+    ),
+    "wide": Search(
+        (
+            ModelChoice("pca", 1),
+            ModelChoice("pca", 10),
+            ModelChoice("pca", 30),
+            ModelChoice("dense", 10),
+            ModelChoice("dense", 30),
+            ModelChoice("dense", 60),
+            ModelChoice("denoising", 30),
+            ModelChoice("conv", 10),
+            ModelChoice("conv", 30),
+            ModelChoice("conv", 60),
+            ModelChoice("lstm", 30),
+        ),
+        (_PLAIN, _NORM, _NORM_MAX, _RECENT, _RECENT_NORM, _RECENT_NORM_MAX),
+    ),
+}
+
+
+def plan(cfg: TrainSettings, pinned: Sequence[str] = ()) -> Search:
+    """The candidates for ``cfg.search``, with the ``pinned`` fields (those the user set)
+    taken from ``cfg``: ``--window 30`` trains every variant at window 30 only."""
+    search = SEARCHES[cfg.search]
+    models: list[ModelChoice] = []
+    for m in search.models:
+        if cfg.loss == "bce" and m.variant == "pca":
+            continue  # pca reconstructs linearly: no sigmoid output for BCE
+        window = cfg.window if "window" in pinned else m.window
+        code = cfg.code if "code" in pinned else m.code
+        if code == 0 and m.variant != "pca":
+            continue
+        model = ModelChoice(m.variant, window, code)
+        if model not in models:
+            models.append(model)
+    scores: list[ScoreChoice] = []
+    for s in search.scores:
+        score = ScoreChoice(
+            cfg.time_weighting if "time_weighting" in pinned else s.time_weighting,
+            cfg.feature_norm if "feature_norm" in pinned else s.feature_norm,
+            cfg.feature_pool if "feature_pool" in pinned else s.feature_pool,
+            cfg.half_life if "half_life" in pinned else s.half_life,
+        )
+        if score not in scores:
+            scores.append(score)
+    return Search(tuple(models), tuple(scores))
+
+
+def scores_for_window(scores: Sequence[ScoreChoice], window: int) -> list[ScoreChoice]:
+    """Score choices that differ for this window length (one reading has no time weighting)."""
+    out: list[ScoreChoice] = []
+    for s in scores:
+        if window == 1:
+            s = ScoreChoice("uniform", s.feature_norm, s.feature_pool, None)
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def candidate_fields(m: ModelChoice, s: ScoreChoice) -> dict[str, Any]:
+    """The settings fields one candidate sets (its manifest entry's ``settings``)."""
+    return {
+        "variant": m.variant,
+        "window": m.window,
+        "code": m.code,
+        "time_weighting": s.time_weighting,
+        "half_life": s.half_life,
+        "feature_norm": s.feature_norm,
+        "feature_pool": s.feature_pool,
+    }
+
+
+def candidate_settings(cfg: TrainSettings, m: ModelChoice, s: ScoreChoice) -> TrainSettings:
+    """The concrete settings of one candidate: ``cfg`` with the candidate's fields."""
+    return TrainSettings.model_validate({**cfg.model_dump(), **candidate_fields(m, s)})

@@ -1,0 +1,97 @@
+"""The manifest fields a training run writes, and the bundle they make before it is written.
+
+:func:`model_fields` (the model and its inputs), :func:`postprocess` (streaming
+post-processing) and :func:`training_record` (settings, split, data and curve) fill a new
+bundle's manifest; :func:`unwritten` turns fields still missing their threshold into a
+:class:`~streamae.core.bundle.Bundle` in memory, for the :class:`Scorer` that calibrates it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from streamae.core.bundle import Bundle, Manifest, sha256
+from streamae.core.config import TrainSettings
+from streamae.training.history import Split
+
+
+def model_fields(
+    cfg: TrainSettings, features: list[str], center: np.ndarray, scale: np.ndarray, code_size: int
+) -> dict[str, Any]:
+    """The manifest fields that describe the model and its inputs."""
+    return {
+        "model_version": f"{cfg.variant}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}",
+        "variant": cfg.variant,
+        "features": features,
+        "window": cfg.window,
+        "stride": cfg.stride,
+        "scaler": {"mean": center.tolist(), "scale": scale.tolist()},
+        "loss": cfg.loss,
+        "code_size": code_size,
+        "score": {
+            "time_weighting": cfg.time_weighting,
+            "half_life": cfg.half_life,
+            "feature_norm": cfg.feature_norm,
+            "feature_pool": cfg.feature_pool,
+        },
+    }
+
+
+def postprocess(cfg: TrainSettings, train_values: np.ndarray) -> dict[str, Any]:
+    """The manifest's streaming post-processing: the stages ``cfg`` turns on, and the range of
+    the training readings that seeds the range rule."""
+    return {
+        "likelihood": cfg.likelihood,
+        "sparse": cfg.sparse,
+        "record_half_life": cfg.record_half_life,
+        "range_widen": cfg.range_widen,
+        "range_lo": train_values.min(axis=0).astype(float).tolist(),
+        "range_hi": train_values.max(axis=0).astype(float).tolist(),
+        "quiet_windows": cfg.quiet_windows,
+    }
+
+
+def training_record(
+    cfg: TrainSettings,
+    split: Split,
+    source: str,
+    readings: int,
+    excluded: int,
+    history: list[dict[str, float]],
+) -> dict[str, Any]:
+    """The manifest's ``training`` section: settings, split, data and curve."""
+    return {
+        **cfg.model_dump(),
+        "windows": {
+            "train": int(split.train.sum()),
+            "val": int(split.val.sum()),
+            "calibration": int(split.calib.sum()),
+        },
+        # re-cutting the history's rows after this time gives exactly the calibration windows
+        "calibration_after_ts": split.calibration_after,
+        "source": source,
+        "readings": readings,
+        "excluded_labelled_windows": excluded,
+        "history": history,
+    }
+
+
+def unwritten(path: Path, model_bytes: bytes, fields: dict[str, Any], ewma_alpha: float) -> Bundle:
+    """The bundle about to be written, in memory, for a :class:`Scorer`: its threshold
+    (only ``ewma_alpha`` is known, and scores do not depend on the rest) is a placeholder,
+    and so is the per-feature error scale until ``fields`` has it."""
+    manifest = Manifest.model_validate(
+        {
+            "threshold": {"value": 1.0, "ewma_alpha": ewma_alpha, "calibration_windows": 1},
+            "feature_error_scale": [1.0] * len(fields["features"]),
+            **fields,
+            "created_at": datetime.now(timezone.utc),
+            "checksum": sha256(model_bytes),
+        }
+    )
+    return Bundle(path, manifest, model_bytes)
