@@ -47,7 +47,7 @@ class FaultedStream:
         """The judged windows and their labels (that of their last reading): those ending at
         validation readings, touching no labelled history row, and either inside a fault
         (last reading faulty) or wholly normal. A window whose fault ended before its last
-        reading is neither, and is not judged (see the module docstring)."""
+        reading is neither, and is not judged (see ``selection``'s module docstring)."""
         w = frame_windows(self.frame, features, window, stride, "selection")
         dirty = np.concatenate([[0], np.cumsum(~self.clean)])
         faulty = np.concatenate([[0], np.cumsum(self.labels)])
