@@ -27,9 +27,16 @@ class Readings:
     offsets: np.ndarray  # int64: Kafka offset, or row number for a file
     topic: str
     partition: int
+    # int32: position of the reading in its record's list, -1 for a record of one reading;
+    # None: no record held a list. A dead letter names the reading by offset and index.
+    index: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ts)
+
+    def indices(self) -> np.ndarray:
+        """:attr:`index`, with -1 filled in when it is None."""
+        return np.full(len(self.ts), -1, np.int32) if self.index is None else self.index
 
     @classmethod
     def empty(cls, n_features: int, topic: str = "", partition: int = 0) -> Readings:

@@ -91,6 +91,7 @@ class WindowStore:
         self._values = np.zeros((0, depth, n_features), np.float32)
         self._ts = np.zeros((0, depth), np.float64)
         self._offsets = np.zeros((0, depth), np.int64)
+        self._index = np.zeros((0, depth), np.int32)  # position in a list record, or -1
         self._held = np.zeros(0, np.int64)  # readings held (<= window - 1)
         self._seen = np.zeros(0, np.int64)  # readings since the key (re)started: the stride phase
         self._last_ts = np.zeros(0, np.float64)  # event time of the key's latest reading
@@ -107,10 +108,11 @@ class WindowStore:
         def more(a: np.ndarray, fill: object) -> np.ndarray:
             return np.concatenate([a, np.full((slots - have, *a.shape[1:]), fill, a.dtype)])
 
-        self._values, self._ts, self._offsets = (
+        self._values, self._ts, self._offsets, self._index = (
             more(self._values, 0),
             more(self._ts, 0),
             more(self._offsets, 0),
+            more(self._index, -1),
         )
         self._held, self._seen = more(self._held, 0), more(self._seen, 0)
         self._last_ts, self._key = more(self._last_ts, -np.inf), more(self._key, None)
@@ -176,16 +178,25 @@ class WindowStore:
             sl, col = slots[group], (self._held[slots] - u)[group] + rank
             reason = [reasons[g] for g in group.tolist()]
             self._discard(
-                self._key[sl], self._ts[sl, col], self._values[sl, col], self._offsets[sl, col], reason
+                Readings(
+                    self._key[sl],
+                    self._ts[sl, col],
+                    self._values[sl, col],
+                    self._offsets[sl, col],
+                    "",
+                    0,
+                    self._index[sl, col],
+                ),
+                reason,
             )
         self._held[slots] = 0
         self._seen[slots] = 0
 
-    def _discard(
-        self, keys: np.ndarray, ts: np.ndarray, values: np.ndarray, offsets: np.ndarray, reasons: list[str]
-    ) -> None:
-        order = np.argsort(offsets, kind="stable")
-        readings = Readings(keys[order], ts[order], values[order], offsets[order], "", 0)
+    def _discard(self, r: Readings, reasons: list[str]) -> None:
+        order = np.lexsort((r.indices(), r.offsets))
+        readings = Readings(
+            r.keys[order], r.ts[order], r.values[order], r.offsets[order], "", 0, r.indices()[order]
+        )
         self._discarded.append(Discarded(readings, [reasons[i] for i in order.tolist()]))
 
     def _silence(self, seconds: float) -> str:
@@ -232,16 +243,19 @@ class WindowStore:
         values = np.empty((n_rows, self.n_features), np.float32)
         rts = np.empty(n_rows, np.float64)
         roffs = np.empty(n_rows, np.int64)
+        rindex = np.empty(n_rows, np.int32)
         g, k = _group_ranks(held)
         rows = base[g] + k
-        values[rows], rts[rows], roffs[rows] = (
+        values[rows], rts[rows], roffs[rows], rindex[rows] = (
             self._values[seg[g], k],
             self._ts[seg[g], k],
             self._offsets[seg[g], k],
+            self._index[seg[g], k],
         )
         g, k = _group_ranks(new)
         rows = base[g] + held[g] + k
         values[rows], rts[rows], roffs[rows] = readings.values[order], ts, readings.offsets[order]
+        rindex[rows] = readings.indices()[order]
         place = np.empty(n_rows, np.int64)  # a new row's position in the batch
         place[rows] = order
 
@@ -253,10 +267,7 @@ class WindowStore:
             rows = (base[cut] + length[cut] - u)[g] + k
             why = reason_at[starts[1:][cut[:-1]]]
             self._discard(
-                self._key[seg[cut][g]],
-                rts[rows],
-                values[rows],
-                roffs[rows],
+                Readings(self._key[seg[cut][g]], rts[rows], values[rows], roffs[rows], "", 0, rindex[rows]),
                 [reasons[i] for i in why[g].tolist()],
             )
 
@@ -266,10 +277,11 @@ class WindowStore:
         g, k = _group_ranks(keep)
         rows = (base[last] + length[last] - keep)[g] + k
         dst = seg[last]
-        self._values[dst[g], k], self._ts[dst[g], k], self._offsets[dst[g], k] = (
+        self._values[dst[g], k], self._ts[dst[g], k], self._offsets[dst[g], k], self._index[dst[g], k] = (
             values[rows],
             rts[rows],
             roffs[rows],
+            rindex[rows],
         )
         self._held[dst], self._seen[dst] = keep, seen[last]
         final = np.append(first[1:], True)  # each key's last reading in the batch

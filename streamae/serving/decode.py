@@ -106,6 +106,7 @@ class ReadingDecoder:
         offsets: list[int] = []
         origins: list[tuple[RecordLike, int | None]] = []
         rejected: list[Rejected] = []
+        lists = False  # some record held a list: readings carry their index in it
         for rec in records:
             try:
                 doc = orjson.loads(rec.value) if rec.value is not None else None
@@ -113,6 +114,7 @@ class ReadingDecoder:
                 rejected.append(_reject(rec, f"invalid JSON: {exc}", code="invalid_json"))
                 continue
             items, many = (doc, True) if type(doc) is list else ((doc,), False)
+            lists |= many
             if many and not items:
                 rejected.append(_reject(rec, "empty list: no readings", code="empty_list"))
                 continue
@@ -154,6 +156,7 @@ class ReadingDecoder:
             offsets=np.array(offsets, dtype=np.int64)[good],
             topic=topic,
             partition=partition,
+            index=np.array([-1 if i is None else i for _, i in origins], np.int32)[good] if lists else None,
         )
         return readings, rejected
 

@@ -63,13 +63,21 @@ class PartitionState:
         out = []
         for d in self.store.drain_discarded():
             r = d.readings
-            rows = zip(r.keys.tolist(), r.ts.tolist(), r.values.tolist(), r.offsets.tolist(), d.reasons)
-            for key, ts, values, offset, reason in rows:
+            rows = zip(
+                r.keys.tolist(),
+                r.ts.tolist(),
+                r.values.tolist(),
+                r.offsets.tolist(),
+                r.indices().tolist(),
+                d.reasons,
+            )
+            p = self.partition
+            for key, ts, values, offset, index, reason in rows:
                 value = orjson.dumps({"key": key, "ts": ts, "values": dict(zip(self.features, values))})
-                p = self.partition
+                at = None if index < 0 else index
                 out.append(
                     Rejected(
-                        p.topic, p.partition, offset, key.encode(), value, reason, None, "window_abandoned"
+                        p.topic, p.partition, offset, key.encode(), value, reason, at, "window_abandoned"
                     )
                 )
         return out
