@@ -24,6 +24,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# re-exported: `from streamae.core.config import ModelSettings` is the public name
+from streamae.core.model_settings import ModelSettings as ModelSettings
+
 ENV_PREFIX = "STREAMAE_"
 ENV_DELIMITER = "__"
 
@@ -124,20 +127,6 @@ class KafkaSettings(_Section):
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ValueError(f"{var}SSL_KEYFILE needs {var}SSL_CERTFILE")
         return self
-
-
-class ModelSettings(_Section):
-    bundle: Path | None = None
-    # Tried in order; providers this onnxruntime build lacks are skipped.
-    providers: list[str] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    intra_op_threads: int = Field(0, ge=0, description="0 lets ONNX Runtime decide")
-    top_features: int = Field(3, ge=1)
-    reload_interval_s: float = Field(
-        10.0,
-        ge=0,
-        description="serve: check the bundle location this often and switch to a new, valid bundle "
-        "between micro-batches (0: never)",
-    )
 
 
 class WindowSettings(_Section):

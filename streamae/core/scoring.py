@@ -5,37 +5,34 @@ mean over time — even weights, or ``recent``: halving every ``half_life`` read
 the newest, so a window stamped by its last reading reflects that reading — and the score by
 pooling them across features (mean or max), optionally after dividing each by its held-out
 normal mean (``feature_norm``: a noisy sensor does not drown a quiet one). The bundle's
-``score`` section says which. Per-feature errors over their normal means also say which
-sensors caused it. When the bundle says so, raw scores are smoothed per key (EWMA) before
-they meet the threshold. The daemon and ``streamae score`` both go through
-:meth:`Scorer.messages`; calibration scores its held-out windows through :meth:`Scorer.score`
-and :meth:`Scorer.smooth`, and training feeds the model through :class:`InputScaler`, so a
-threshold is set by exactly the code that applies it.
+``score`` section says which. The per-feature errors are computed inside the ONNX graph
+(``score_graph.py``), so a GPU returns ``(m, F)`` rather than the reconstruction; on the
+CUDA provider the session runs through I/O binding (``model.io_binding``). Per-feature
+errors over their normal means also say which sensors caused it. When the bundle says so,
+raw scores are smoothed per key (EWMA) before they meet the threshold. The daemon and
+``streamae score`` both go through :meth:`Scorer.messages`; calibration scores its held-out
+windows through :meth:`Scorer.score` and :meth:`Scorer.smooth`, and training feeds the
+model through :class:`InputScaler`, so a threshold is set by exactly the code that applies it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
 
 from streamae.core import postprocess
-from streamae.core.bundle import (
-    CODE_NAME,
-    INPUT_NAME,
-    OUTPUT_NAME,
-    Bundle,
-    BundleError,
-    ScoreSpec,
-    load_bundle,
-)
+from streamae.core.bundle import CODE_NAME, INPUT_NAME, Bundle, BundleError, ScoreSpec, load_bundle
 from streamae.core.config import Settings
 from streamae.core.postprocess import PostState
+from streamae.core.score_graph import FEATURE_ERROR_NAME, scoring_graph
 from streamae.core.smoothing import ewma
 from streamae.core.windows import Windows
 
@@ -77,7 +74,8 @@ class InputScaler:
 
 def feature_errors(x: np.ndarray, recon: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Squared error per feature averaged over the time axis, evenly or with ``weights``
-    (``(W,)``, summing to 1): ``(m, W, F) -> (m, F)``."""
+    (``(W,)``, summing to 1): ``(m, W, F) -> (m, F)``. The definition: the scoring graph
+    (``score_graph.py``) computes the same inside ONNX Runtime, and tests hold it to this."""
     sq = np.square(recon - x)
     out: np.ndarray = sq.mean(axis=1) if weights is None else np.einsum("mwf,w->mf", sq, weights)
     return out
@@ -117,6 +115,42 @@ def select_providers(requested: Sequence[str]) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+CUDA = "CUDAExecutionProvider"
+#: When :class:`Scorer` runs through I/O binding: on the CUDA provider only, always (tests
+#: the path on CPU), or never (plain ``session.run``).
+IoBindingMode = Literal["cuda", "always", "never"]
+
+
+def with_options(
+    providers: Sequence[str], options: Mapping[str, Mapping[str, str]]
+) -> list[str | tuple[str, dict[str, str]]]:
+    """``providers`` as ONNX Runtime takes them: ``(name, options)`` where ``options`` has some."""
+    return [(p, dict(options[p])) if options.get(p) else p for p in providers]
+
+
+def _pinned_host_buffer(shape: tuple[int, ...]) -> tuple[np.ndarray, Any] | None:
+    """A float32 array in page-locked host memory of the CUDA provider, and the OrtValue that
+    owns it (keep it alive), where this ONNX Runtime offers one: its EP-device API (1.23+)
+    lists the CUDA device with host-accessible memory. Copies to the GPU from pinned memory
+    skip the driver's staging copy. None otherwise (then ordinary memory serves)."""
+    try:
+        infos = [
+            d.memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE)
+            for d in ort.get_ep_devices()
+            if d.ep_name == CUDA
+        ]
+        info = next((i for i in infos if i is not None), None)
+        if info is None:
+            return None
+        value = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, memory_info=info)
+        n = int(np.prod(shape))
+        view = np.ctypeslib.as_array((ctypes.c_float * n).from_address(value.data_ptr())).reshape(shape)
+        return view, value
+    except Exception as exc:  # an older ONNX Runtime or an EP without it: ordinary memory serves
+        log.debug("no pinned host memory from ONNX Runtime (%s); using ordinary memory", exc)
+        return None
+
+
 class Scorer:
     """An ONNX Runtime session for one bundle, scoring windows in batches: the bundle's
     :class:`~streamae.core.detector.Detector`."""
@@ -124,9 +158,12 @@ class Scorer:
     def __init__(
         self,
         bundle: Bundle,
-        providers: Sequence[str] = ("CUDAExecutionProvider", "CPUExecutionProvider"),
+        providers: Sequence[str] = (CUDA, "CPUExecutionProvider"),
         intra_op_threads: int = 0,
         max_batch: int = 4096,
+        *,
+        provider_options: Mapping[str, Mapping[str, str]] | None = None,
+        io_binding: IoBindingMode = "cuda",
     ) -> None:
         m = bundle.manifest
         self.manifest = m
@@ -137,32 +174,31 @@ class Scorer:
         # A GPU build on a host without CUDA logs a loud load error and falls back to CPU;
         # that fallback is expected here and reported below in one line instead.
         ort.set_default_logger_severity(4)
+        weights = time_weights(m.score, m.window)
         try:
-            self.session = ort.InferenceSession(
-                bundle.model_bytes, sess_options=opts, providers=select_providers(providers)
-            )
+            graph = scoring_graph(bundle.model_bytes, m.window, len(m.features), weights)
+        except BundleError as exc:
+            raise BundleError(f"{bundle.path}/model.onnx: {exc}") from None
+        chosen = with_options(select_providers(providers), provider_options or {})
+        try:
+            self.session = ort.InferenceSession(graph, sess_options=opts, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{bundle.path}/model.onnx: ONNX Runtime cannot load it: {exc}") from None
-        inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != [INPUT_NAME]:
-            raise BundleError(f"{bundle.path}/model.onnx: expected one input '{INPUT_NAME}'")
-        outputs = [o.name for o in self.session.get_outputs()]
-        if OUTPUT_NAME not in outputs:
-            raise BundleError(f"{bundle.path}/model.onnx: has no output '{OUTPUT_NAME}' (has {outputs})")
-        shape = inputs[0].shape
-        if len(shape) != 3 or shape[1:] != [m.window, len(m.features)]:
-            raise BundleError(
-                f"{bundle.path}: graph input shape {shape} does not match manifest "
-                f"'window' ({m.window}) and 'features' ({len(m.features)})"
-            )
         self._scaler = InputScaler(m.scaler.mean, m.scaler.scale)
         self._error_scale = np.asarray(m.feature_error_scale, dtype=np.float32)
-        self._weights = time_weights(m.score, m.window)
         in_use = self.session.get_providers()
         log.info("ONNX Runtime providers in use: %s", in_use)
         missing = [p for p in providers if p not in in_use]
-        if missing and "CUDAExecutionProvider" in missing:
+        if missing and CUDA in missing:
             log.info("CUDAExecutionProvider unavailable here (no GPU or CUDA runtime); using CPU")
+        on_cuda = CUDA in in_use
+        self.io_bound = io_binding == "always" or (io_binding == "cuda" and on_cuda)
+        self._binding = self.session.io_binding() if self.io_bound else None
+        self._staging: np.ndarray | None = None  # the reused input buffer of the binding path
+        self._staging_owner: Any = None  # the OrtValue that owns pinned staging memory
+        self._pin = on_cuda
+        # one binding and one staging buffer: score() through them must not interleave
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path | str, settings: Settings) -> Scorer:
@@ -175,7 +211,14 @@ class Scorer:
         """As :meth:`load`, for a bundle already in memory (``streamae calibrate`` scores with
         the manifest it is about to write)."""
         m = settings.model
-        return cls(bundle, m.providers, m.intra_op_threads, settings.batch.max_windows)
+        return cls(
+            bundle,
+            m.providers,
+            m.intra_op_threads,
+            settings.batch.max_windows,
+            provider_options={CUDA: m.cuda_provider_options()},
+            io_binding="cuda" if m.io_binding else "never",
+        )
 
     @property
     def threshold(self) -> float:
@@ -198,9 +241,29 @@ class Scorer:
         errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]
-            (recon,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: chunk})
-            errors[lo : lo + len(chunk)] = feature_errors(chunk, recon, self._weights)
+            if self._binding is None:
+                errors[lo : lo + len(chunk)] = self.session.run([FEATURE_ERROR_NAME], {INPUT_NAME: chunk})[0]
+            else:
+                self._run_bound(chunk, errors[lo : lo + len(chunk)])
         return ScoreBatch(pool_features(errors, self.manifest.score, self._error_scale), errors)
+
+    def _run_bound(self, chunk: np.ndarray, out: np.ndarray) -> None:
+        """Per-feature errors of scaled windows ``chunk`` (at most ``max_batch``) written into
+        ``out`` (C-contiguous ``(m, F)`` float32) through I/O binding: the input copied from
+        one reused staging buffer, only ``(m, F)`` coming back, straight into ``out``."""
+        assert self._binding is not None and out.flags.c_contiguous and out.dtype == np.float32
+        with self._lock:
+            if self._staging is None:
+                shape = (self.max_batch, *chunk.shape[1:])
+                pinned = _pinned_host_buffer(shape) if self._pin else None
+                self._staging, self._staging_owner = pinned or (np.empty(shape, np.float32), None)
+            staged = self._staging[: len(chunk)]  # leading rows of a C-contiguous array: contiguous
+            np.copyto(staged, chunk)
+            b = self._binding
+            # host memory either way: ONNX Runtime copies it to the device when it binds
+            b.bind_input(INPUT_NAME, "cpu", 0, np.float32, list(staged.shape), staged.ctypes.data)
+            b.bind_output(FEATURE_ERROR_NAME, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
+            self.session.run_with_iobinding(b)
 
     def decision_function(self, windows: np.ndarray) -> np.ndarray:
         """Raw scores ``(m,)`` of raw windows: the :class:`~streamae.core.detector.Detector` view

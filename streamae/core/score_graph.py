@@ -1,0 +1,90 @@
+"""The scoring graph: a bundle's autoencoder extended, at load time, to return per-feature errors.
+
+The exported graph maps ``windows`` ``(m, W, F)`` to ``reconstruction`` ``(m, W, F)`` (and
+``code``). Scoring needs only the per-feature error ``(m, F)``: the squared reconstruction
+error averaged over time, evenly or with the manifest's time weights (see
+``scoring.time_weights``). Computing it inside the graph means a GPU sends ``m × F`` floats
+back to the host instead of ``m × W × F``. It is added when a scorer loads the bundle, not at
+export, so every bundle has it and a recalibrated score spec (new time weights, no
+re-export) is honoured.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from streamae.core.bundle import INPUT_NAME, OUTPUT_NAME, BundleError
+
+FEATURE_ERROR_NAME = "feature_error"
+_PREFIX = "streamae.feature_error/"  # names of the added nodes and tensors
+_REDUCE_AXES_AS_INPUT = 13  # ReduceSum takes its axes as an input from opset 13 on
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    """A graph input's shape as ONNX Runtime reports it: sizes, or names of symbolic axes."""
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+
+def scoring_graph(model_bytes: bytes, window: int, n_features: int, weights: np.ndarray | None) -> bytes:
+    """The bundle's graph with a ``feature_error`` output ``(m, F)`` added; its other outputs
+    are kept. ``weights`` ``(W,)`` weight the squared errors over time (None: a plain mean).
+
+    Raises :class:`BundleError` (whose message the caller prefixes with the file) when the
+    graph cannot be read or does not have the bundle's input and output.
+    """
+    try:
+        model = onnx.load_from_string(model_bytes)
+    except Exception as exc:  # protobuf raises its own DecodeError types
+        raise BundleError(f"ONNX Runtime cannot load it: {exc}") from None
+    g = model.graph
+    inputs = [i for i in g.input if i.name not in {t.name for t in g.initializer}]
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        raise BundleError(f"expected one input '{INPUT_NAME}'")
+    outputs = [o.name for o in g.output]
+    if OUTPUT_NAME not in outputs:
+        raise BundleError(f"has no output '{OUTPUT_NAME}' (has {outputs})")
+    if FEATURE_ERROR_NAME in outputs:
+        raise BundleError(f"already has an output '{FEATURE_ERROR_NAME}'")
+    shape = _dims(inputs[0])
+    if len(shape) != 3 or shape[1:] != [window, n_features]:
+        raise BundleError(
+            f"graph input shape {shape} does not match manifest 'window' ({window}) and "
+            f"'features' ({n_features})"
+        )
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+    diff, sq = _PREFIX + "diff", _PREFIX + "squared"
+    nodes = [
+        helper.make_node("Sub", [OUTPUT_NAME, INPUT_NAME], [diff], name=_PREFIX + "sub"),
+        helper.make_node("Mul", [diff, diff], [sq], name=_PREFIX + "square"),
+    ]
+    consts: dict[str, np.ndarray] = {}
+    if weights is None:
+        to_sum, summed = sq, _PREFIX + "total"
+    else:
+        # (W, 1) broadcasts over (m, W, F) along time; the sum of the products is the einsum
+        to_sum, summed = _PREFIX + "weighted", FEATURE_ERROR_NAME
+        consts[_PREFIX + "weights"] = np.asarray(weights, dtype=np.float32).reshape(window, 1)
+        nodes.append(helper.make_node("Mul", [sq, _PREFIX + "weights"], [to_sum], name=_PREFIX + "weigh"))
+    if opset >= _REDUCE_AXES_AS_INPUT:
+        consts[_PREFIX + "axes"] = np.array([1], dtype=np.int64)
+        reduce = helper.make_node("ReduceSum", [to_sum, _PREFIX + "axes"], [summed], keepdims=0)
+    else:
+        reduce = helper.make_node("ReduceSum", [to_sum], [summed], axes=[1], keepdims=0)
+    reduce.name = _PREFIX + "sum"
+    nodes.append(reduce)
+    if weights is None:
+        # the host formula's mean: a sum over time, then one division by W
+        consts[_PREFIX + "window"] = np.array(window, dtype=np.float32)
+        nodes.append(
+            helper.make_node("Div", [summed, _PREFIX + "window"], [FEATURE_ERROR_NAME], name=_PREFIX + "mean")
+        )
+
+    g.node.extend(nodes)
+    g.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
+    batch = shape[0] or None  # the input's batch axis: named (dynamic), or a fixed size
+    g.output.append(helper.make_tensor_value_info(FEATURE_ERROR_NAME, TensorProto.FLOAT, [batch, n_features]))
+    out: bytes = model.SerializeToString()
+    return out
