@@ -24,6 +24,8 @@ import pandas as pd
 from streamae.core.readings import Readings
 
 _INITIAL_SLOTS = 64
+#: The cause of a reading discarded because its key was forgotten: not tied to any offset.
+FORGOTTEN = np.iinfo(np.int64).max
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,13 @@ class Windows:
 @dataclass(frozen=True)
 class Discarded:
     """Readings no window will cover (their key fell silent or was forgotten before their
-    window completed), with one reason per reading."""
+    window completed), with one reason per reading, and the offset of the reading whose
+    silence cut each one off (``FORGOTTEN`` when its key was forgotten): a replay of the
+    stream from after that offset does not discard it again."""
 
     readings: Readings
     reasons: list[str]
+    causes: np.ndarray  # int64
 
     def __len__(self) -> int:
         return len(self.readings)
@@ -154,7 +159,7 @@ class WindowStore:
         if not len(idle):
             return []
         reason = f"its key sent nothing for more than {self.idle_ttl_s:g} s of event time and was forgotten"
-        self._abandon(idle, [reason] * len(idle))
+        self._abandon(idle, [reason] * len(idle), np.full(len(idle), FORGOTTEN, np.int64))
         keys: list[str] = self._key[idle].tolist()
         for key in keys:
             del self._slot_of[key]
@@ -170,7 +175,7 @@ class WindowStore:
         uncovered: np.ndarray = seen - np.maximum(last_end, seen - length)
         return uncovered
 
-    def _abandon(self, slots: np.ndarray, reasons: list[str]) -> None:
+    def _abandon(self, slots: np.ndarray, reasons: list[str], causes: np.ndarray) -> None:
         """Drop what ``slots`` hold; keep their never-covered readings as discarded."""
         u = self._uncovered(self._seen[slots], self._held[slots])
         if u.any():
@@ -188,16 +193,17 @@ class WindowStore:
                     self._index[sl, col],
                 ),
                 reason,
+                causes[group],
             )
         self._held[slots] = 0
         self._seen[slots] = 0
 
-    def _discard(self, r: Readings, reasons: list[str]) -> None:
+    def _discard(self, r: Readings, reasons: list[str], causes: np.ndarray) -> None:
         order = np.lexsort((r.indices(), r.offsets))
         readings = Readings(
             r.keys[order], r.ts[order], r.values[order], r.offsets[order], "", 0, r.indices()[order]
         )
-        self._discarded.append(Discarded(readings, [reasons[i] for i in order.tolist()]))
+        self._discarded.append(Discarded(readings, [reasons[i] for i in order.tolist()], causes[order]))
 
     def _silence(self, seconds: float) -> str:
         return (
@@ -221,10 +227,12 @@ class WindowStore:
         prev[first] = self._last_ts[slot[first]]
         gap = ts - prev > self.idle_ttl_s if self.idle_ttl_s else np.zeros(len(ts), bool)
         reasons = [self._silence(d) for d in (ts - prev)[gap].tolist()]
-        reason_at = np.cumsum(gap) - 1  # a gap reading's index in `reasons`
+        reason_at = np.cumsum(gap) - 1  # a gap reading's index in `reasons` and `cause`
+        cause = readings.offsets[order][gap]
         restart = first & gap  # what the slot holds ended at a silence before this batch
         if restart.any():
-            self._abandon(slot[restart], [reasons[i] for i in reason_at[restart].tolist()])
+            at = reason_at[restart]
+            self._abandon(slot[restart], [reasons[i] for i in at.tolist()], cause[at])
 
         # segments: runs of one key's readings without a silence inside; a key's first
         # segment continues what its slot holds
@@ -269,6 +277,7 @@ class WindowStore:
             self._discard(
                 Readings(self._key[seg[cut][g]], rts[rows], values[rows], roffs[rows], "", 0, rindex[rows]),
                 [reasons[i] for i in why[g].tolist()],
+                cause[why[g]],
             )
 
         # the last segment of each key is what its slot holds from now on

@@ -235,13 +235,16 @@ class Daemon:
         st = self._parts.get(partition) or self._resume(partition, records[0].offset)
         readings, rejected = self.decoder.decode(records, partition.topic, partition.partition)
         self.batch.add(st.store.push(readings))
-        self._dead_letters(partition, rejected + st.discarded())
+        self._dead_letters(partition, rejected)
+        for r in st.discarded(self.checkpoint.scored_through(partition)):
+            self.publisher.add_dead_letter(r)
         self.checkpoint.processed(partition, records[0].offset, records[-1].offset, len(records))
         self.stats.readings += len(readings)
         self._progress_at = self.clock()
         metrics.READINGS.inc(len(readings))
 
     def _dead_letters(self, partition: Partition, rejected: list[Rejected]) -> None:
+        """Rejected records, but not those dead-lettered before a restart."""
         through = self.checkpoint.scored_through(partition)
         for r in rejected:
             if r.offset > through:  # else dead-lettered before a restart
@@ -285,7 +288,8 @@ class Daemon:
         else:
             plan = self.checkpoint.plan({p: st.oldest_offset() for p, st in self._parts.items()})
             for p, st in self._parts.items():  # readings of keys forgotten just now
-                self._dead_letters(p, st.discarded())
+                for r in st.discarded(self.checkpoint.scored_through(p)):
+                    self.publisher.add_dead_letter(r)
             # alert state as of the plan: records read while the commit waits change it later
             snapshots = {p: self._parts[p].snapshot(mark.scored_through) for p, mark in plan.items()}
             outcome = self.committer.start(plan, snapshots)

@@ -57,10 +57,15 @@ class PartitionState:
             AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
         )
 
-    def discarded(self) -> list[Rejected]:
+    def discarded(self, scored_through: int) -> list[Rejected]:
         """Readings no window will cover (their key fell silent past the idle TTL), as dead
-        letters; the value is the reading as decoded (the record itself is long gone)."""
+        letters; the value is the reading as decoded (the record itself is long gone).
+
+        A reading cut off by a silence at or before ``scored_through`` was dead-lettered
+        before a restart; the reading itself may be older than that: what decides is the
+        offset of the silence."""
         out = []
+        p = self.partition
         for d in self.store.drain_discarded():
             r = d.readings
             rows = zip(
@@ -70,9 +75,11 @@ class PartitionState:
                 r.offsets.tolist(),
                 r.indices().tolist(),
                 d.reasons,
+                (d.causes > scored_through).tolist(),
             )
-            p = self.partition
-            for key, ts, values, offset, index, reason in rows:
+            for key, ts, values, offset, index, reason, fresh in rows:
+                if not fresh:
+                    continue
                 value = orjson.dumps({"key": key, "ts": ts, "values": dict(zip(self.features, values))})
                 at = None if index < 0 else index
                 out.append(

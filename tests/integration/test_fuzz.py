@@ -153,15 +153,18 @@ def readings_of(record_key: bytes | None, value: bytes | None) -> tuple[list[str
 def produce(
     k: Any, fuzz: Fuzzer
 ) -> tuple[dict[tuple[int, int], tuple[bytes | None, bytes | None, bool]], set]:
-    """The fuzzed records by (partition, offset), then a tail of WINDOW clean readings on every
-    (partition, key) a fuzzed reading could have opened; returns the records and the tail's
-    places."""
+    """The fuzzed records by (partition, offset), sent while the daemon runs, then a tail of
+    WINDOW clean readings on every (partition, key) a fuzzed reading could have opened;
+    returns the records and the tail's places."""
     producer = make_producer(k)
     try:
         futures = []
-        for _ in range(RECORDS):
+        for i in range(RECORDS):
             rkey, value, clean = fuzz.record()
             futures.append((rkey, value, clean, producer.send(k.input_topic, key=rkey, value=value)))
+            if i % 50 == 49:  # in bursts, so commits fall between a key's readings
+                producer.flush()
+                time.sleep(0.05)
         producer.flush()
         records = {}
         for rkey, value, clean, f in futures:
@@ -193,12 +196,15 @@ def produce(
 def test_fuzzed_records_are_each_scored_or_dead_lettered_and_the_daemon_stays_up(
     kafka_bootstrap, topics, bundle_dir, backend, delivery, record_property
 ):
-    s = settings_for(kafka_bootstrap, topics, backend, kafka={"delivery": delivery})
+    # commits every 100 ms: they pass readings still held for a window mid-stream
+    s = settings_for(
+        kafka_bootstrap, topics, backend, kafka={"delivery": delivery, "commit_interval_ms": 100}
+    )
     k = s.kafka
     ensure_daemon_topics(k)
     fuzz = Fuzzer(seed=zlib.crc32(f"{backend}/{delivery}".encode()), now=time.time())
-    records, tail = produce(k, fuzz)
     with DaemonThread(s, bundle_dir, create_topics=False) as d:
+        records, tail = produce(k, fuzz)
         wait_until(lambda: all_published_and_committed(k), timeout_s=240)
         assert d.thread.is_alive()
     isolation = "read_committed" if delivery == "exactly_once" else "read_uncommitted"

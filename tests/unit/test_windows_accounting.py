@@ -93,6 +93,7 @@ def test_readings_of_a_window_cut_by_a_silence_are_discarded_with_the_reason():
     assert w.first_offset.tolist() == [3]
     (d,) = store.drain_discarded()
     assert d.readings.offsets.tolist() == [0, 1, 2]
+    assert d.causes.tolist() == [3, 3, 3]  # the reading after the silence
     assert d.reasons[0].startswith("its key then sent nothing for 980 s of event time")
 
 
@@ -103,9 +104,7 @@ def test_a_discarded_reading_from_a_list_record_keeps_its_index_in_the_list(cut)
     r = Readings(r.keys, r.ts, r.values, r.offsets, "t", 0, np.array([0, 1, 2, 3, -1, -1], np.int32))
     store = WindowStore(5, 1, 2, idle_ttl_s=60)
     for part in (np.arange(6),) if cut is None else (np.arange(cut), np.arange(cut, 6)):
-        store.push(
-            Readings(r.keys[part], r.ts[part], r.values[part], r.offsets[part], "t", 0, r.index[part])
-        )
+        store.push(Readings(r.keys[part], r.ts[part], r.values[part], r.offsets[part], "t", 0, r.index[part]))
     (d,) = store.drain_discarded()
     assert list(zip(d.readings.offsets.tolist(), d.readings.indices().tolist())) == [(7, 0), (7, 2), (7, 3)]
 

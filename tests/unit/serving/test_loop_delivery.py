@@ -244,6 +244,28 @@ def test_readings_no_window_will_cover_are_dead_lettered(scorer, reading):
     assert t.commits[IN0].offset == WINDOW - 1  # only the new reading is still held
 
 
+def test_a_partial_window_cut_off_after_a_commit_passed_its_readings_is_still_dead_lettered(scorer, reading):
+    """A commit moves ``scored_through`` past held readings (another key's records follow
+    them); a silence that cuts them off later must dead-letter them all the same: what was
+    published before a restart is decided by the offset of the silence, not of the reading."""
+    t = MemoryTransport()
+    fill(t, reading, WINDOW - 1)  # m1: offsets 0-2, held
+    fill(t, reading, WINDOW, key="m2", start=0)  # m2: offsets 3-6, one window
+
+    def later(t: MemoryTransport, _: object) -> None:
+        if t.polls == 20:  # long after the first commit
+            t.produce("in", 0, b"m1", reading(1000))  # 60,000 s after m1's last reading
+
+    run_daemon(t, scorer, later, stop_after_polls=40, commit_every=1, windows={"idle_ttl_s": 100})
+    dead = [orjson.loads(r.value) for r in t.records("dlq")]
+    assert [d["offset"] for d in dead] == list(range(WINDOW - 1))
+    assert {d["reason_code"] for d in dead} == {"window_abandoned"}
+    # a replay of everything after that is committed publishes them not again
+    t2 = MemoryTransport(topics=t.topics, commits={IN0: Offset(0, t.commits[IN0].metadata)})
+    run_daemon(t2, scorer, windows={"idle_ttl_s": 100})
+    assert len(t2.records("dlq")) == len(dead)  # the topics are shared: nothing added
+
+
 def test_a_due_commit_waits_for_the_micro_batch_without_spinning(scorer, reading):
     timeouts: list[float] = []
 
