@@ -62,7 +62,8 @@ class KafkaSettings(_Section):
     transactional_id: str | None = Field(
         None,
         description="exactly_once: this member's transactional id, stable across its restarts and "
-        "unique among live members (default: '<group_id>-<hostname>')",
+        "unique among live members (default: '<group_id>-<hostname>-<n>', n the lowest slot no "
+        "live member of the group on this host holds)",
     )
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         "none",

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
 from streamae.serving.confluent_errors import Delivery, translated
-from streamae.serving.exactly_once import last_record, transactional_id, within
+from streamae.serving.exactly_once import TransactionalId, last_record, within
 from streamae.serving.security import librdkafka_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
@@ -59,6 +59,7 @@ class ConfluentTransport:
     def __init__(self, k: KafkaSettings) -> None:
         self.k = k
         self.transactional = k.delivery == "exactly_once"
+        self._txn_id: TransactionalId | None = None
         self._timeout_s = k.request_timeout_ms / 1000
         self._consumer = Consumer(
             {
@@ -81,7 +82,8 @@ class ConfluentTransport:
             "queue.buffering.max.messages": 1_000_000,
         }
         if self.transactional:
-            self._producer_config["transactional.id"] = transactional_id(k)
+            self._txn_id = TransactionalId(k)
+            self._producer_config["transactional.id"] = self._txn_id.value
         self._producer = self._new_producer()
         self._replaced = False  # the producer was replaced in the open transaction: nothing to abort
         self._reader: Consumer | None = None
@@ -291,6 +293,8 @@ class ConfluentTransport:
                 close()
             except Exception as exc:
                 log.warning("closing the %s failed: %r", name, exc)
+        if self._txn_id is not None:
+            self._txn_id.release()
 
 
 def _record(m: Message) -> Record:

@@ -6,28 +6,75 @@ the alert state and the input offsets (``send_offsets_to_transaction`` with the 
 group metadata, so a member that lost its partitions is fenced by the group, KIP-447)
 become visible together to ``read_committed`` readers, or not at all.
 
-The transactional id is ``<group_id>-<hostname>`` unless ``STREAMAE_KAFKA__TRANSACTIONAL_ID``
-sets it. It must be unique among live members (two producers with one id fence each other)
-and should stay the same across restarts of one member: the restarted producer then aborts
-its predecessor's open transaction at once (``init_transactions``) instead of leaving it to
-expire, which would hold back every ``read_committed`` reader of the output topics until
-``transaction.timeout.ms``. A pod's hostname (StatefulSet) or a container's has both
-properties; two members on one host need the variable set apart.
+The transactional id must be unique among live members (two producers with one id fence each
+other) and should stay the same across restarts of one member: the restarted producer then
+aborts its predecessor's open transaction at once (``init_transactions``) instead of leaving
+it to expire, which would hold back every ``read_committed`` reader of the output topics until
+``transaction.timeout.ms``. ``STREAMAE_KAFKA__TRANSACTIONAL_ID`` sets it; by default it is
+``<group_id>-<hostname>-<slot>``, the slot being the lowest number no live member of the group
+on this host holds (a lock file, released when its holder exits, even by kill -9): members
+on one host get different ids, and a member restarted in place gets its predecessor's.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import logging
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 from streamae.core.config import KafkaSettings
 from streamae.serving.transport import Partition, Record, TransportTimeout
 
+log = logging.getLogger(__name__)
 
-def transactional_id(k: KafkaSettings) -> str:
-    return k.transactional_id or f"{k.group_id}-{socket.gethostname()}"
+
+#: Members of one group on one host that get their own slot; more share the last one.
+MAX_SLOTS = 64
+
+
+class TransactionalId:
+    """This member's transactional id, held until :meth:`release` (see the module docstring)."""
+
+    def __init__(self, k: KafkaSettings, lock_dir: Path | None = None) -> None:
+        self._lock: IO[bytes] | None = None
+        if k.transactional_id:
+            self.value = k.transactional_id
+            return
+        host = socket.gethostname()
+        self.value = f"{k.group_id}-{host}-{self._claim(f'{k.group_id}-{host}', lock_dir)}"
+
+    def _claim(self, name: str, lock_dir: Path | None) -> int:
+        folder = lock_dir or Path(tempfile.gettempdir()) / "streamae-transactional-ids"
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for slot in range(MAX_SLOTS):
+                lock = (folder / f"{digest}-{slot}.lock").open("ab")
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.close()
+                    continue
+                self._lock = lock
+                return slot
+        except OSError as exc:
+            log.warning("no lock file for a transactional id under %s (%r): using slot 0", folder, exc)
+            return 0
+        log.warning("%d members of one group on this host: the next ones share a transactional id", MAX_SLOTS)
+        return MAX_SLOTS
+
+    def release(self) -> None:
+        """Give the slot back (closing the lock file releases it)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 def last_record(

@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.exactly_once import last_record, transactional_id, within
+from streamae.serving.exactly_once import TransactionalId, last_record, within
 from streamae.serving.kafka_python_errors import Delivery, translated
 from streamae.serving.security import kafka_python_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
@@ -94,6 +94,7 @@ class KafkaPythonTransport:
     def __init__(self, k: KafkaSettings) -> None:
         self.k = k
         self.transactional = k.delivery == "exactly_once"
+        self._txn_id = TransactionalId(k) if self.transactional else None
         # a group member that never commits on its own: the loop commits after outputs land
         self._consumer = KafkaConsumer(
             **client_configs(k),
@@ -170,7 +171,7 @@ class KafkaPythonTransport:
         return out
 
     def _new_producer(self) -> KafkaProducer:
-        producer = make_producer(self.k, transactional_id(self.k) if self.transactional else None)
+        producer = make_producer(self.k, self._txn_id.value if self._txn_id else None)
         if self.transactional:
             with translated("initialising transactions", other=errors.DeliveryFatal):
                 producer.init_transactions()  # fences (and aborts) a predecessor's open one
@@ -271,6 +272,8 @@ class KafkaPythonTransport:
                 close()
             except Exception as exc:
                 log.warning("closing the %s failed: %r", name, exc)
+        if self._txn_id is not None:
+            self._txn_id.release()
 
 
 def _structs(offsets: Mapping[Partition, Offset]) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -1,6 +1,6 @@
 """Exactly-once against the real broker, on each client library: ``streamae serve`` killed
-with SIGKILL mid-stream, again and again, and restarted; a read_committed reader sees every
-window and every dead letter exactly once."""
+with SIGKILL mid-stream, again and again, and restarted; a member joining and leaving mid-stream;
+a read_committed reader sees every window and every dead letter exactly once."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 from helpers import (
+    DaemonThread,
     all_published_and_committed,
     expected_windows,
     read_to_end,
@@ -93,3 +94,39 @@ def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
     assert sorted(d["offset"] for d in dead) == sorted({d["offset"] for d in dead}) and len(dead) == len(bad)
     # an uncommitted reader would see the aborted attempts: the kills did interrupt transactions
     assert len(read_to_end(k, k.scores_topic)) >= len(scores)
+
+
+def test_a_member_joining_and_leaving_mid_stream_repeats_nothing_for_a_committed_reader(
+    kafka_bootstrap, topics, bundle_dir, make_stream, backend, record_property
+):
+    """Two rebalances in exactly-once mode: B joins while A holds unpublished windows (a long
+    max wait), then B leaves while records keep coming; a read_committed reader sees every
+    window once, whoever scored it."""
+    s = settings_for(kafka_bootstrap, topics, backend, kafka={"delivery": "exactly_once"})
+    s_a = settings_for(
+        kafka_bootstrap, topics, backend, kafka={"delivery": "exactly_once"}, batch={"max_wait_ms": 15_000}
+    )
+    k = s.kafka
+    frame = make_stream(hours=4, anomalies=0, seed=33, entities=6).frame
+    msgs = list(to_messages(frame))
+    third = len(msgs) // 3
+    with DaemonThread(s_a, bundle_dir) as a:
+        publish(k, msgs[:third])
+        wait_until(lambda: a.daemon.stats.readings > 0)
+        with DaemonThread(s, bundle_dir) as b:
+            wait_until(lambda: b.assigned() and len(a.assigned()) < 3)
+            publish(k, msgs[third : 2 * third])
+            wait_until(lambda: b.daemon.stats.readings > 0)
+        publish(k, msgs[2 * third :])  # B has left: A takes every partition back
+        wait_until(lambda: all_published_and_committed(k), timeout_s=180)
+    scores = read_to_end(k, k.scores_topic, isolation_level="read_committed")
+    counts = collections.Counter((d["source"]["partition"], d["source"]["offset_end"]) for d in scores)
+    n = expected_windows(frame)
+    lost, duplicated = n - len(counts), sum(c - 1 for c in counts.values())
+    record_property("rebalance", {"windows": n, "lost": lost, "dup": duplicated})
+    print(
+        f"exactly-once rebalance {backend}: {n} windows, {len(scores)} messages, "
+        f"{lost} lost, {duplicated} twice"
+    )
+    assert b.daemon.stats.windows > 0
+    assert (lost, duplicated) == (0, 0)
