@@ -99,7 +99,7 @@ class WindowStore:
         self._index = np.zeros((0, depth), np.int32)  # position in a list record, or -1
         self._held = np.zeros(0, np.int64)  # readings held (<= window - 1)
         self._seen = np.zeros(0, np.int64)  # readings since the key (re)started: the stride phase
-        self._last_ts = np.zeros(0, np.float64)  # event time of the key's latest reading
+        self._last_ts = np.zeros(0, np.float64)  # the key's latest event time (a running max)
         self._key = np.zeros(0, object)
         self._grow(_INITIAL_SLOTS)
 
@@ -222,8 +222,13 @@ class WindowStore:
         ts = readings.ts[order]
         first = np.ones(len(slot), bool)
         first[1:] = slot[1:] != slot[:-1]
+        # a silence is measured from the key's latest time so far, not from the previous
+        # reading: one reading stamped far in the past is windowed as it comes, and the next
+        # one does not look like the end of a long silence
+        latest = pd.Series(ts).groupby(slot).cummax().to_numpy()
+        latest = np.maximum(latest, self._last_ts[slot])
         prev = np.empty_like(ts)
-        prev[1:] = ts[:-1]
+        prev[1:] = latest[:-1]
         prev[first] = self._last_ts[slot[first]]
         gap = ts - prev > self.idle_ttl_s if self.idle_ttl_s else np.zeros(len(ts), bool)
         reasons = [self._silence(d) for d in (ts - prev)[gap].tolist()]
@@ -294,7 +299,7 @@ class WindowStore:
         )
         self._held[dst], self._seen[dst] = keep, seen[last]
         final = np.append(first[1:], True)  # each key's last reading in the batch
-        self._last_ts[slot[final]] = ts[final]
+        self._last_ts[slot[final]] = latest[final]
 
         # windows end at counts w, w + stride, ... of each segment's readings
         w, s = self.window, self.stride

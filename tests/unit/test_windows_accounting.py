@@ -3,8 +3,6 @@ whatever the batch boundaries — and windows are the same however the stream is
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -21,17 +19,18 @@ def readings(keys, ts, offsets) -> Readings:
 
 
 def reference(keys, ts, window, stride, ttl):
-    """Per key: split at silences longer than ttl; windows end at counts w, w+s, … of each
-    run; a run followed by a silence discards its readings after its last window; the last
-    run holds its last w - 1 readings."""
+    """Per key: split at silences longer than ttl after the key's latest time so far;
+    windows end at counts w, w+s, … of each run; a run followed by a silence discards its
+    readings after its last window; the last run holds its last w - 1 readings."""
     windows, discarded, held = set(), set(), set()
     for key in dict.fromkeys(keys):
         idx = [i for i, k in enumerate(keys) if k == key]
-        runs, run = [], [idx[0]]
-        for a, b in itertools.pairwise(idx):
-            if ttl and ts[b] - ts[a] > ttl:
+        runs, run, latest = [], [idx[0]], ts[idx[0]]
+        for b in idx[1:]:
+            if ttl and ts[b] - latest > ttl:
                 runs.append(run)
                 run = []
+            latest = max(latest, ts[b])
             run.append(b)
         runs.append(run)
         for r, run in enumerate(runs):
@@ -53,7 +52,10 @@ def test_windows_and_discards_match_the_reference_for_any_batching(window, strid
     n, ttl = 400, 100.0
     keys = rng.choice(["a", "b", "c", "d"], n).tolist()
     steps = np.where(rng.random(n) < 0.03, rng.uniform(150, 1e6, n), rng.uniform(-5, 20, n))
-    ts = (1e9 + np.cumsum(steps)).tolist()
+    ts = 1e9 + np.cumsum(steps)
+    bogus = rng.random(n) < 0.02  # single readings stamped far in the past
+    ts[bogus] -= rng.uniform(150, 1e6, int(bogus.sum()))
+    ts = ts.tolist()
     ref_windows, ref_discarded, ref_held = reference(keys, ts, window, stride, ttl)
     for cuts in (1, 7, n):
         store = WindowStore(window, stride, 2, idle_ttl_s=ttl)
@@ -133,3 +135,19 @@ def test_slots_are_reused_and_grow_past_the_initial_capacity():
     slots = len(store._held)
     w = store.push(readings(keys[:2], [103.0, 103.0], [2000, 2001]))
     assert len(w) == 0 and len(store) == 503 and len(store._held) == slots
+
+
+def test_out_of_order_and_duplicate_readings_are_windowed_in_arrival_order_and_never_reset_the_key():
+    # a duplicate (same time), one an hour back, one a year back: the key's run goes on
+    ts = [1e9 + 10 * i for i in range(12)]
+    ts[4] = ts[3]
+    ts[7] = ts[6] - 3600
+    ts[9] = ts[8] - 365 * 86400
+    store = WindowStore(5, 1, 2, idle_ttl_s=60)
+    for part in (range(0, 5), range(5, 12)):
+        w = store.push(readings(["k"] * len(part), [ts[i] for i in part], list(part)))
+        # column 0 of each reading is its offset: windows hold readings in arrival order
+        assert all(row[:, 0].tolist() == list(range(int(row[0, 0]), int(row[0, 0]) + 5)) for row in w.data)
+    assert store.drain_discarded() == []
+    assert w.last_offset.tolist() == list(range(5, 12))
+    assert w.end_ts.tolist() == [ts[i] for i in range(5, 12)]
