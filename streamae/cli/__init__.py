@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -24,7 +25,9 @@ from streamae.core import logs
 from streamae.core.bundle import BundleError
 from streamae.core.config import ConfigError, Settings, load_settings
 from streamae.core.readings import DataError
-from streamae.serving.errors import BrokerUnavailable, DeliveryError
+from streamae.serving.errors import BrokerUnavailable, DeliveryError, DeliveryFatal, TransportError
+
+log = logging.getLogger("streamae")
 
 COMMANDS = (train, calibrate, score, evaluate, inspect, sample, serve, simulate, demo, schema, config)
 
@@ -49,13 +52,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, BundleError, DataError) as exc:
-        print(f"streamae: error: {logs.redact(str(exc))}", file=sys.stderr)
-        return 2
-    except (BrokerUnavailable, DeliveryError) as exc:
-        # DeliveryError: outputs were not acknowledged, so their offsets were not committed;
-        # a restart resumes from the last commit.
-        print(f"streamae: error: {logs.redact(str(exc))}", file=sys.stderr)
-        return 1
+        return _fail(exc, 2)
+    except DeliveryFatal as exc:  # authorisation, a fenced producer: configuration to fix
+        return _fail(exc, 2, "refused by the broker: check the credentials, ACLs and transactional id")
+    except (BrokerUnavailable, DeliveryError, TransportError) as exc:
+        # outputs not acknowledged are not committed: a restart resumes from the last commit
+        log.debug("stopped by", exc_info=exc)
+        return _fail(exc, 1)
+
+
+def _fail(exc: BaseException, code: int, hint: str = "") -> int:
+    """One line on stderr, secrets masked; no traceback (``-v`` logs it)."""
+    cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else ""
+    tail = f"; {hint}" if hint else ""
+    print(f"streamae: error: {logs.redact(str(exc) + cause)}{tail}", file=sys.stderr)
+    return code
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 
+import numpy as np
+
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
 from streamae.serving import metrics
@@ -62,6 +64,10 @@ class Daemon:
         k, b = settings.kafka, settings.batch
         self.decoder = ReadingDecoder(scorer.manifest.features)
         self.stats = DaemonStats()
+        # event times of scored windows per partition, observed as end-to-end latency once the
+        # commit that publishes their scores succeeds (`_committing`: those of the one under way)
+        self._scored_ts: dict[Partition, list[np.ndarray]] = {}
+        self._committing: list[np.ndarray] = []
         self.checkpoint = Checkpoint(*commit_policy(settings), clock=clock)
         self.batch = MicroBatch(b.max_windows, b.max_wait_ms / 1000, clock)
         self.publisher = Publisher(transport, k, settings.output)
@@ -190,6 +196,7 @@ class Daemon:
             return
         for p in partitions:
             self._parts.pop(p, None)
+            self._scored_ts.pop(p, None)
         self.positioner.forget(partitions)
         self.committer.drop(partitions)
         self.checkpoint.drop(partitions)
@@ -261,6 +268,8 @@ class Daemon:
         metrics.inference(time.perf_counter() - started, sum(map(len, pending)))
         for windows, batch in scored:
             p = Partition(windows.topic, windows.partition)
+            fresh = windows.last_offset > self.checkpoint.scored_through(p)  # as outputs() sees it
+            self._scored_ts.setdefault(p, []).append(windows.end_ts[fresh])
             out = self._parts[p].outputs(
                 self.scorer,
                 windows,
@@ -292,10 +301,15 @@ class Daemon:
                     self.publisher.add_dead_letter(r)
             # alert state as of the plan: records read while the commit waits change it later
             snapshots = {p: self._parts[p].snapshot(mark.scored_through) for p, mark in plan.items()}
+            self._committing = [ts for p in plan for ts in self._scored_ts.pop(p, [])]
             outcome = self.committer.start(plan, snapshots)
         if outcome == REWIND:
+            self._committing = []  # redone after the rewind, and observed then
             self._rewind()
         elif outcome != WAITING:
+            if self._committing:
+                metrics.end_to_end(np.concatenate(self._committing))
+                self._committing = []
             self.stats.commits = self.committer.commits
             metrics.COMMITS.inc(self.committer.commits - commits)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)

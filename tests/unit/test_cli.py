@@ -5,6 +5,8 @@ import pytest
 from pictures import assert_picture
 
 from streamae.cli import build_parser, main
+from streamae.cli import serve as serve_cli
+from streamae.serving.errors import DeliveryError, DeliveryFatal, TransportError
 
 COMMANDS = [
     "train",
@@ -110,3 +112,26 @@ def test_train_settings_come_from_the_environment_under_the_flags(monkeypatch, t
     # a flag overrides the configured value; the error is then the missing file
     assert main(["train", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "b"), "--epochs", "1"]) == 2
     assert "missing.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error,code,says",
+    [
+        (DeliveryFatal("'scores' refuses outputs: TopicAuthorizationFailedError()"), 2, "ACLs"),
+        (TransportError("committing offsets failed"), 1, "committing offsets failed (ValueError('inner'))"),
+        (DeliveryError("output not acknowledged"), 1, "output not acknowledged"),
+    ],
+)
+def test_a_failure_of_the_loop_ends_in_one_line_and_an_exit_code_not_a_traceback(
+    error, code, says, monkeypatch, capsys
+):
+    if isinstance(error, TransportError):
+        error.__cause__ = ValueError("inner")
+
+    def fail(_args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(serve_cli, "run", fail)
+    assert main(["serve"]) == code
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and err.count("\n") == 1

@@ -279,3 +279,19 @@ def test_a_due_commit_waits_for_the_micro_batch_without_spinning(scorer, reading
     daemon = run_daemon(t, scorer, stop_after_polls=6, commit_interval_ms=0, batch={"max_wait_ms": 500})
     assert min(timeouts) >= 0.25 - 1e-9  # the batch's wait, not a 1 ms spin on the due commit
     assert daemon.stats.commits == 1 and window_ends(t) == list(range(WINDOW - 1, 10))
+
+
+def test_end_to_end_latency_is_observed_once_per_window_when_its_commit_succeeds(scorer, reading):
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("streamae_end_to_end_seconds_count") or 0.0
+
+    t = MemoryTransport()
+    fill(t, reading, WINDOW + 5)
+    before = count()
+    run_daemon(t, scorer)
+    assert count() - before == 6 == len(window_ends(t))
+    t2 = MemoryTransport(topics=t.topics, commits={IN0: Offset(0, t.commits[IN0].metadata)})
+    run_daemon(t2, scorer)  # replayed windows, not published again: not observed again
+    assert count() - before == 6
