@@ -135,3 +135,14 @@ def test_a_failure_of_the_loop_ends_in_one_line_and_an_exit_code_not_a_traceback
     assert main(["serve"]) == code
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_serve_settles_the_garbage_collector_for_the_loop():
+    # in a process of its own: freezing is process-wide
+    code = (
+        "import gc; from streamae.cli.serve import settle_garbage_collector; "
+        "before = gc.get_threshold()[0]; settle_garbage_collector(); "
+        "print(before, gc.get_threshold()[0], gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["700", "50000", "True"]
