@@ -95,6 +95,21 @@ class PostSpec(_Strict):
     quiet_windows: int = Field(0, ge=0, description="windows of a key not flagged after a flag")
 
 
+class AdaptSpec(_Strict):
+    """Streaming normalisation of each key's readings (see ``core/adapt.py``); off unless
+    ``half_life`` is set."""
+
+    half_life: float | None = Field(
+        None,
+        gt=0,
+        description="windows of a key (stride 1: readings) for its running statistics to halve; None: off",
+    )
+    block: int = Field(32, ge=1, description="windows of a key scored with one set of statistics")
+    rescale: bool = Field(True, description="re-scale as well as re-centre")
+    ref_mean: list[float] = Field(default_factory=list, description="per feature, training readings")
+    ref_std: list[float] = Field(default_factory=list, description="per feature, training readings")
+
+
 class CandidateSettings(_Strict):
     """What one selection candidate trained and how it scored windows."""
 
@@ -173,6 +188,7 @@ class Manifest(_Strict):
     )
     score: ScoreSpec = ScoreSpec()
     postprocess: PostSpec = PostSpec()
+    adapt: AdaptSpec = AdaptSpec()
     selection: Selection | None = Field(None, description="the search that chose it; None: pinned")
     metrics: dict[str, float] = {}
     training: dict[str, Any] = {}
@@ -196,6 +212,9 @@ class Manifest(_Strict):
         post = self.postprocess
         if post.range_widen is not None and not (len(post.range_lo) == len(post.range_hi) == n):
             raise ValueError(f"postprocess.range_lo/range_hi need {n} entries for the range rule")
+        adapt = self.adapt
+        if adapt.half_life is not None and not (len(adapt.ref_mean) == len(adapt.ref_std) == n):
+            raise ValueError(f"adapt.ref_mean/ref_std need {n} entries for streaming normalisation")
         return self
 
 

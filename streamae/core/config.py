@@ -273,6 +273,14 @@ class TrainSettings(_Section):
     )
     likelihood: bool = Field(False, description="post-processing: HTM-style anomaly likelihood of the scores")
     quiet_windows: int = Field(0, ge=0, description="post-processing: windows not flagged after a flag")
+    adapt_half_life: float | None = Field(
+        None,
+        gt=0,
+        description="streaming normalisation: windows (stride 1: readings) for each key's running "
+        "mean and variance (learned from windows not flagged) to halve; None: off",
+    )
+    adapt_block: int = Field(32, ge=1, description="streaming normalisation: windows per update of a key")
+    adapt_rescale: bool = Field(True, description="streaming normalisation: re-scale as well as re-centre")
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
     threads: int = Field(

@@ -68,8 +68,7 @@ def score_frame(
     post-processing included (each key starting afresh); rows in file order."""
     m = scorer.manifest
     windows = frame_windows(frame, m.features, m.window, m.stride, source, idle_ttl_s)
-    batch, smoothed = score_windows(scorer, windows)
-    smoothed = scorer.finalise(windows, smoothed, None)
+    batch, smoothed = scorer.stream(windows, {}, None)
     rows = [
         {
             "timestamp": msg["window_end"],

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
-from streamae.core import postprocess
+from streamae.core import adapt, postprocess
 from streamae.core.bundle import CODE_NAME, INPUT_NAME, Bundle, BundleError, ScoreSpec, load_bundle
 from streamae.core.config import Settings
 from streamae.core.postprocess import PostState
@@ -241,10 +241,19 @@ class Scorer:
         errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]
+            single = len(chunk) == 1
+            if single:
+                # ONNX Runtime computes a single row by another kernel (a matrix-vector product)
+                # whose rounding differs: scored as two rows, a window gets the same score
+                # whatever batch it comes in
+                chunk = np.concatenate([chunk, chunk])
+            out = np.empty((2, x.shape[2]), np.float32) if single else errors[lo : lo + len(chunk)]
             if self._binding is None:
-                errors[lo : lo + len(chunk)] = self.session.run([FEATURE_ERROR_NAME], {INPUT_NAME: chunk})[0]
+                out[:] = self.session.run([FEATURE_ERROR_NAME], {INPUT_NAME: chunk})[0]
             else:
-                self._run_bound(chunk, errors[lo : lo + len(chunk)])
+                self._run_bound(chunk, out)
+            if single:
+                errors[lo] = out[0]
         return ScoreBatch(pool_features(errors, self.manifest.score, self._error_scale), errors)
 
     def _run_bound(self, chunk: np.ndarray, out: np.ndarray) -> None:
@@ -302,6 +311,46 @@ class Scorer:
         t = self.threshold
         return postprocess.apply(spec, windows.keys, smoothed / t, windows.data[:, -1, :], post) * t
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether the bundle normalises each key's readings as it streams (``core/adapt.py``):
+        then a window's score depends on its key's earlier flags, and only :meth:`stream`
+        scores it."""
+        return adapt.is_active(self.manifest.adapt)
+
+    def stream(
+        self,
+        windows: Windows,
+        smoothing: SmoothingState | None,
+        post: PostState | None,
+        batch: ScoreBatch | None = None,
+    ) -> tuple[ScoreBatch, np.ndarray]:
+        """Raw scores of ``windows`` (in stream order) and the scores compared with the
+        threshold (smoothed and post-processed), carrying the per-key state ``smoothing`` and
+        ``post`` (streaming normalisation's included) across calls: the one path of ``serve``
+        and ``score``. ``batch``: the windows' raw scores when already computed (ignored by an
+        adaptive bundle, whose scores depend on the state)."""
+        if not self.adaptive:
+            batch = self.score(windows.data) if batch is None else batch
+            return batch, self.finalise(windows, self.smooth(windows.keys, batch.scores, smoothing), post)
+        smoothing = {} if smoothing is None else smoothing
+        post = postprocess.new_state() if post is None else post
+        n, f = len(windows), len(self.manifest.features)
+        scores, final = np.empty(n, np.float64), np.empty(n, np.float64)
+        errors = np.empty((n, f), np.float32)
+        if not n:
+            return ScoreBatch(scores, errors), final
+        adapter = adapt.Adapter(self.manifest.adapt, windows.keys, post)
+        for level in range(int(adapter.levels.max()) + 1):  # one block of each key at a time
+            rows = adapter.levels == level
+            part = windows.select(rows)
+            b = self.score(adapter.correct(part.data, rows))
+            out = self.finalise(part, self.smooth(part.keys, b.scores, smoothing), post)
+            adapter.learn(rows, part.data[:, -1, :], out > self.threshold)
+            scores[rows], errors[rows], final[rows] = b.scores, b.feature_errors, out
+        adapter.save(post)
+        return ScoreBatch(scores, errors), final
+
     def messages(
         self,
         windows: Windows,
@@ -313,8 +362,8 @@ class Scorer:
         """Score messages (see ``messages.ScoreMessage``) for scored windows, in order;
         ``smoothing`` is the per-key EWMA state (see :meth:`smooth`), ``post`` the
         post-processing state (see :meth:`finalise`)."""
-        smoothed = self.smooth(windows.keys, batch.scores, smoothing)
-        return self.to_messages(windows, batch, self.finalise(windows, smoothed, post), top_k)
+        batch, final = self.stream(windows, smoothing, post, batch)
+        return self.to_messages(windows, batch, final, top_k)
 
     def to_messages(
         self, windows: Windows, batch: ScoreBatch, smoothed: np.ndarray, top_k: int = 3

@@ -2,7 +2,8 @@
 
 Windows wait until ``STREAMAE_BATCH__MAX_WINDOWS`` are pending or the oldest has waited
 ``STREAMAE_BATCH__MAX_WAIT_MS``; then :func:`score` runs the model once (chunked at
-``max_windows``) over all of them.
+``max_windows``) over all of them — except for a bundle that normalises readings per key as
+it streams (``core/adapt.py``), whose windows each partition scores with its own state.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ def score(scorer: Scorer, pending: list[Windows]) -> list[tuple[Windows, ScoreBa
     """Score all ``pending`` windows in one call; each :class:`Windows` with its own scores."""
     if not pending:
         return []
+    if scorer.adaptive:
+        # a window's score depends on its key's earlier flags: each partition scores its own
+        # windows with its state (PartitionState.outputs through Scorer.stream)
+        f = len(scorer.manifest.features)
+        return [
+            (w, ScoreBatch(np.full(len(w), np.nan), np.full((len(w), f), np.nan, np.float32)))
+            for w in pending
+        ]
     batch = scorer.score(np.concatenate([w.data for w in pending]))
     out = []
     lo = 0

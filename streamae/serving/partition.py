@@ -1,5 +1,5 @@
 """What the loop holds for one assigned partition: windows per key, alert policy, smoothing
-and post-processing state.
+and post-processing state (streaming normalisation's included, ``core/adapt.py``).
 
 Built fresh when a partition's first records arrive after an assignment, restored from
 the state store (alerts, smoothing, post-processing; windows are rebuilt by the replay), and
@@ -135,8 +135,9 @@ class PartitionState:
         if n_fresh < len(windows):
             windows = windows.select(fresh)
             batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
-        smoothed = scorer.smooth(windows.keys, batch.scores, self.smoothing)
-        smoothed = scorer.finalise(windows, smoothed, self.post)  # the bundle's post-processing
+        # smoothing, the bundle's post-processing (and, for an adaptive bundle, the scoring
+        # itself: core/adapt.py), with this partition's per-key state
+        batch, smoothed = scorer.stream(windows, self.smoothing, self.post, batch)
         built = build(scorer, Scored.of(scorer, windows, batch, smoothed, top_k), o, topic)
         offsets = windows.last_offset
         events = [(event, int(offsets[i])) for i, event in self.policy.update(built.policy)]

@@ -42,7 +42,7 @@ from streamae.training.export import (
     torch_reconstruct,
 )
 from streamae.training.history import Prepared, prepare
-from streamae.training.manifest_fields import model_fields, postprocess, training_record, unwritten
+from streamae.training.manifest_fields import adapt, model_fields, postprocess, training_record, unwritten
 from streamae.training.models import Autoencoder
 from streamae.training.optimise import train_model
 
@@ -161,6 +161,7 @@ def calibrate_trained(
     windows, split, model_bytes = prep.hist.windows, prep.split, trained.model_bytes
     fields = model_fields(cfg, prep.features, prep.center, prep.scale, trained.code_size)
     fields["postprocess"] = postprocess(cfg, prep.hist.readings.values[prep.train_rows])
+    fields["adapt"] = adapt(cfg, prep.hist.readings.values[prep.train_rows])
     # the Scorer the bundle will serve with. Per-feature errors depend on neither field still
     # unknown (threshold, feature_error_scale): their held-out normal means (validation
     # windows, never optimised on) set the scale, and the scorer with it sets the threshold
