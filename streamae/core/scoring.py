@@ -7,7 +7,7 @@ pooling them across features (mean or max), optionally after dividing each by it
 normal mean (``feature_norm``: a noisy sensor does not drown a quiet one). The bundle's
 ``score`` section says which. The per-feature errors are computed inside the ONNX graph
 (``score_graph.py``), so a GPU returns ``(m, F)`` rather than the reconstruction; on the
-CUDA provider the session runs through I/O binding (``model.io_binding``). Per-feature
+CUDA provider the session runs through I/O binding (``session.py``, ``model.io_binding``). Per-feature
 errors over their normal means also say which sensors caused it. When the bundle says so,
 raw scores are smoothed per key (EWMA) before they meet the threshold. The daemon and
 ``streamae score`` both go through :meth:`Scorer.messages`; calibration scores its held-out
@@ -17,22 +17,21 @@ model through :class:`InputScaler`, so a threshold is set by exactly the code th
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from streamae.core import adapt, postprocess
-from streamae.core.bundle import CODE_NAME, INPUT_NAME, Bundle, BundleError, ScoreSpec, load_bundle
+from streamae.core.bundle import CODE_NAME, Bundle, BundleError, ScoreSpec, load_bundle
 from streamae.core.config import Settings
 from streamae.core.postprocess import PostState
-from streamae.core.score_graph import FEATURE_ERROR_NAME, scoring_graph
+from streamae.core.score_graph import scoring_graph
+from streamae.core.session import CUDA, IoBindingMode, ScoringSession
 from streamae.core.smoothing import ewma
 from streamae.core.windows import Windows
 
@@ -100,57 +99,6 @@ def pool_features(errors: np.ndarray, spec: ScoreSpec, normal_mean: np.ndarray) 
     return out
 
 
-def run_chunked(
-    session: ort.InferenceSession, outputs: list[str], input_name: str, x: np.ndarray, batch: int
-) -> list[np.ndarray]:
-    """The named ``outputs`` for ``x`` (non-empty), fed ``batch`` rows at a time, concatenated."""
-    parts = [session.run(outputs, {input_name: x[lo : lo + batch]}) for lo in range(0, len(x), batch)]
-    return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
-
-
-def select_providers(requested: Sequence[str]) -> list[str]:
-    """The requested providers this onnxruntime build has, in order; CPU always last."""
-    available = set(ort.get_available_providers())
-    chosen = [p for p in requested if p in available and p != "CPUExecutionProvider"]
-    return [*chosen, "CPUExecutionProvider"]
-
-
-CUDA = "CUDAExecutionProvider"
-#: When :class:`Scorer` runs through I/O binding: on the CUDA provider only, always (tests
-#: the path on CPU), or never (plain ``session.run``).
-IoBindingMode = Literal["cuda", "always", "never"]
-
-
-def with_options(
-    providers: Sequence[str], options: Mapping[str, Mapping[str, str]]
-) -> list[str | tuple[str, dict[str, str]]]:
-    """``providers`` as ONNX Runtime takes them: ``(name, options)`` where ``options`` has some."""
-    return [(p, dict(options[p])) if options.get(p) else p for p in providers]
-
-
-def _pinned_host_buffer(shape: tuple[int, ...]) -> tuple[np.ndarray, Any] | None:
-    """A float32 array in page-locked host memory of the CUDA provider, and the OrtValue that
-    owns it (keep it alive), where this ONNX Runtime offers one: its EP-device API (1.23+)
-    lists the CUDA device with host-accessible memory. Copies to the GPU from pinned memory
-    skip the driver's staging copy. None otherwise (then ordinary memory serves)."""
-    try:
-        infos = [
-            d.memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE)
-            for d in ort.get_ep_devices()
-            if d.ep_name == CUDA
-        ]
-        info = next((i for i in infos if i is not None), None)
-        if info is None:
-            return None
-        value = ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, memory_info=info)
-        n = int(np.prod(shape))
-        view = np.ctypeslib.as_array((ctypes.c_float * n).from_address(value.data_ptr())).reshape(shape)
-        return view, value
-    except Exception as exc:  # an older ONNX Runtime or an EP without it: ordinary memory serves
-        log.debug("no pinned host memory from ONNX Runtime (%s); using ordinary memory", exc)
-        return None
-
-
 class Scorer:
     """An ONNX Runtime session for one bundle, scoring windows in batches: the bundle's
     :class:`~streamae.core.detector.Detector`."""
@@ -168,37 +116,22 @@ class Scorer:
         m = bundle.manifest
         self.manifest = m
         self.max_batch = max_batch
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = intra_op_threads
-        opts.log_severity_level = 3
-        # A GPU build on a host without CUDA logs a loud load error and falls back to CPU;
-        # that fallback is expected here and reported below in one line instead.
-        ort.set_default_logger_severity(4)
         weights = time_weights(m.score, m.window)
         try:
             graph = scoring_graph(bundle.model_bytes, m.window, len(m.features), weights)
         except BundleError as exc:
             raise BundleError(f"{bundle.path}/model.onnx: {exc}") from None
-        chosen = with_options(select_providers(providers), provider_options or {})
-        try:
-            self.session = ort.InferenceSession(graph, sess_options=opts, providers=chosen)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise BundleError(f"{bundle.path}/model.onnx: ONNX Runtime cannot load it: {exc}") from None
+        self._runner = ScoringSession(
+            graph,
+            f"{bundle.path}/model.onnx",
+            providers,
+            intra_op_threads,
+            max_batch,
+            provider_options or {},
+            io_binding,
+        )
         self._scaler = InputScaler(m.scaler.mean, m.scaler.scale)
         self._error_scale = np.asarray(m.feature_error_scale, dtype=np.float32)
-        in_use = self.session.get_providers()
-        log.info("ONNX Runtime providers in use: %s", in_use)
-        missing = [p for p in providers if p not in in_use]
-        if missing and CUDA in missing:
-            log.info("CUDAExecutionProvider unavailable here (no GPU or CUDA runtime); using CPU")
-        on_cuda = CUDA in in_use
-        self.io_bound = io_binding == "always" or (io_binding == "cuda" and on_cuda)
-        self._binding = self.session.io_binding() if self.io_bound else None
-        self._staging: np.ndarray | None = None  # the reused input buffer of the binding path
-        self._staging_owner: Any = None  # the OrtValue that owns pinned staging memory
-        self._pin = on_cuda
-        # one binding and one staging buffer: score() through them must not interleave
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path | str, settings: Settings) -> Scorer:
@@ -226,7 +159,17 @@ class Scorer:
 
     @property
     def providers(self) -> list[str]:
-        return list(self.session.get_providers())
+        return self._runner.providers
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session of the scoring graph."""
+        return self._runner.session
+
+    @property
+    def io_bound(self) -> bool:
+        """Whether scoring runs through I/O binding (``model.io_binding``)."""
+        return self._runner.io_bound
 
     def scale(self, data: np.ndarray) -> np.ndarray:
         """Raw windows ``(m, window, F)`` in the model's input units (float32)."""
@@ -248,31 +191,10 @@ class Scorer:
                 # whatever batch it comes in
                 chunk = np.concatenate([chunk, chunk])
             out = np.empty((2, x.shape[2]), np.float32) if single else errors[lo : lo + len(chunk)]
-            if self._binding is None:
-                out[:] = self.session.run([FEATURE_ERROR_NAME], {INPUT_NAME: chunk})[0]
-            else:
-                self._run_bound(chunk, out)
+            self._runner.feature_errors(chunk, out)
             if single:
                 errors[lo] = out[0]
         return ScoreBatch(pool_features(errors, self.manifest.score, self._error_scale), errors)
-
-    def _run_bound(self, chunk: np.ndarray, out: np.ndarray) -> None:
-        """Per-feature errors of scaled windows ``chunk`` (at most ``max_batch``) written into
-        ``out`` (C-contiguous ``(m, F)`` float32) through I/O binding: the input copied from
-        one reused staging buffer, only ``(m, F)`` coming back, straight into ``out``."""
-        assert self._binding is not None and out.flags.c_contiguous and out.dtype == np.float32
-        with self._lock:
-            if self._staging is None:
-                shape = (self.max_batch, *chunk.shape[1:])
-                pinned = _pinned_host_buffer(shape) if self._pin else None
-                self._staging, self._staging_owner = pinned or (np.empty(shape, np.float32), None)
-            staged = self._staging[: len(chunk)]  # leading rows of a C-contiguous array: contiguous
-            np.copyto(staged, chunk)
-            b = self._binding
-            # host memory either way: ONNX Runtime copies it to the device when it binds
-            b.bind_input(INPUT_NAME, "cpu", 0, np.float32, list(staged.shape), staged.ctypes.data)
-            b.bind_output(FEATURE_ERROR_NAME, "cpu", 0, np.float32, list(out.shape), out.ctypes.data)
-            self.session.run_with_iobinding(b)
 
     def decision_function(self, windows: np.ndarray) -> np.ndarray:
         """Raw scores ``(m,)`` of raw windows: the :class:`~streamae.core.detector.Detector` view
@@ -283,7 +205,7 @@ class Scorer:
         """Latent codes ``(m, code_size)`` of raw windows (for pictures of the latent space)."""
         if not len(data):
             return np.empty((0, self.manifest.code_size), np.float32)
-        return run_chunked(self.session, [CODE_NAME], INPUT_NAME, self.scale(data), self.max_batch)[0]
+        return self._runner.run([CODE_NAME], self.scale(data))[0]
 
     def smooth(self, keys: np.ndarray, scores: np.ndarray, state: SmoothingState | None = None) -> np.ndarray:
         """Scores as compared with the threshold: EWMA per key when the bundle asks for it.

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME
-from streamae.core.scoring import run_chunked
+from streamae.core.session import run_chunked
 from streamae.training.models import Autoencoder
 
 PARITY_TOLERANCE = 1e-3  # relative to output size: float32 conv/LSTM kernels differ by ~1e-4 on large inputs

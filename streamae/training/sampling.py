@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from streamae.core.bundle import CODE_NAME, DECODER, OUTPUT_NAME, Bundle, BundleError
-from streamae.core.scoring import run_chunked, select_providers
+from streamae.core.session import run_chunked, select_providers
 
 DEFAULT_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, as `streamae simulate`
 BATCH = 4096
