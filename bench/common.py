@@ -83,7 +83,8 @@ def detection_args(doc: str, name: str, defaults: dict[str, object]) -> argparse
     from streamae.core.config import VARIANTS
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    # "auto": the default `streamae train`, which selects its detector without labels
+    p.add_argument("--variants", nargs="+", default=[*VARIANTS, "auto"], choices=[*VARIANTS, "auto"])
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="series trained in parallel")
     p.add_argument("--work", type=Path, default=ROOT / ".bench" / name, help="bundles go here")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override a training setting")
