@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 
 from streamae.core.config import OutputSettings
-from streamae.core.scoring import ScoreBatch, Scorer
+from streamae.core.scoring import ScoreBatch, Scorer, score_messages
 from streamae.core.windows import Windows
 from streamae.serving.dead_letters import Rejected, record_bytes, undeliverable
 
@@ -62,50 +62,20 @@ def build(scorer: Scorer, s: Scored, o: OutputSettings, topic: str) -> ScoreReco
     threshold = m.threshold.value
     hot = s.score > threshold
     if o.scores == "all":
-        docs = window_docs(s, m.features, threshold, m.model_version)
+        docs = score_messages(w, s.score, s.raw, s.top, s.share, m.features, threshold, m.model_version)
         return _single(docs, w, o.max_message_bytes, topic, policy=docs)
     policy = _policy_docs(s, hot, m.features, threshold, m.model_version)
     if o.scores == "above":
         shown = np.flatnonzero(s.score >= o.above_fraction * threshold)
-        docs = window_docs(s, m.features, threshold, m.model_version, shown)
+        docs = score_messages(
+            w, s.score, s.raw, s.top, s.share, m.features, threshold, m.model_version, shown
+        )
         return _single(docs, w, o.max_message_bytes, topic, policy=policy)
     records: list[tuple[bytes, bytes, int, int]] = []
     too_large: list[Rejected] = []
     for doc in _batch_docs(s, hot, m.features, threshold, m.model_version):
         _fit_batch(doc, o.max_message_bytes, topic, s.windows, records, too_large)
     return ScoreRecords(records, policy, too_large)
-
-
-def window_docs(
-    s: Scored, features: list[str], threshold: float, version: str, idx: np.ndarray | None = None
-) -> list[dict[str, Any]]:
-    """Score messages (``messages.ScoreMessage``) of the windows ``idx`` (default: all)."""
-    w = s.windows
-    # rounded in one numpy call, in float64 (a float32 0.62 would print as 0.6200000047683716)
-    share4 = np.round(s.share.astype(np.float64), 4)
-    cols = [s.top, share4, w.keys, w.start_ts, w.end_ts, s.score, s.raw, w.first_offset, w.last_offset]
-    if idx is not None:
-        cols = [c[idx] for c in cols]
-    top, share, keys, starts, ends, scores, raws, first, last = (c.tolist() for c in cols)
-    tops = [[{"feature": features[f], "share": x} for f, x in zip(fs, xs)] for fs, xs in zip(top, share)]
-    topic, partition = w.topic, w.partition
-    return [
-        {
-            "key": key,
-            "window_start": start,
-            "window_end": end,
-            "score": score,
-            "raw_score": raw,
-            "threshold": threshold,
-            "is_anomaly": score > threshold,
-            "top_features": top,
-            "model_version": version,
-            "source": {"topic": topic, "partition": partition, "offset_start": o0, "offset_end": o1},
-        }
-        for key, start, end, score, raw, top, o0, o1 in zip(
-            keys, starts, ends, scores, raws, tops, first, last
-        )
-    ]
 
 
 def _single(
@@ -134,7 +104,10 @@ def _policy_docs(
         for key, end, score in zip(w.keys.tolist(), w.end_ts.tolist(), s.score.tolist())
     ]
     hot_idx = np.flatnonzero(hot)
-    for i, doc in zip(hot_idx.tolist(), window_docs(s, features, threshold, version, hot_idx)):
+    for i, doc in zip(
+        hot_idx.tolist(),
+        score_messages(w, s.score, s.raw, s.top, s.share, features, threshold, version, hot_idx),
+    ):
         docs[i] = doc
     return docs
 
