@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
 from streamae.serving.confluent_errors import Delivery, translated
-from streamae.serving.exactly_once import TransactionalId, last_record, within
+from streamae.serving.exactly_once import TransactionalId, commit_or_replace, last_record
 from streamae.serving.security import librdkafka_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
@@ -202,15 +202,13 @@ class ConfluentTransport:
                 self._producer.send_offsets_to_transaction(_structs(offsets), group, self._timeout_s)
             self._producer.commit_transaction(self._timeout_s)
 
-        with translated("committing a transaction", other=errors.TransactionFailed):
-            if within(commit, 2 * self._timeout_s + 5):
-                return
         # librdkafka can block past its timeout when the group coordinator it cached went away
-        # (a broker restart; librdkafka #5456, #5511): a new producer with the same
-        # transactional id fences the stuck one, and the transaction is redone
-        log.warning("transaction commit blocked past its timeout: replacing the producer")
+        # (a broker restart; librdkafka #5456, #5511)
+        with translated("committing a transaction", other=errors.TransactionFailed):
+            commit_or_replace(commit, 2 * self._timeout_s + 5, self._replace_producer)
+
+    def _replace_producer(self) -> None:
         self._producer, self._replaced = self._new_producer(), True
-        raise errors.TransactionFailed("transaction commit blocked; the producer was replaced")
 
     def abort_transaction(self) -> None:
         if self._replaced:  # the new producer fenced the transaction: it is aborted

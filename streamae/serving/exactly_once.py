@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from streamae.core.config import KafkaSettings
+from streamae.serving.errors import TransactionFailed
 from streamae.serving.transport import Partition, Record, TransportTimeout
 
 log = logging.getLogger(__name__)
@@ -135,3 +136,15 @@ def within(call: Callable[[], None], timeout_s: float) -> bool:
     if failure:
         raise failure[0]
     return not thread.is_alive()
+
+
+def commit_or_replace(commit: Callable[[], None], timeout_s: float, replace: Callable[[], None]) -> None:
+    """Run a transaction's ``commit``; when it blocks past ``timeout_s`` (a client waiting on
+    a coordinator that went away), ``replace`` the producer — a new one with the same
+    transactional id fences the stuck one, aborting its transaction — and raise
+    :class:`~streamae.serving.errors.TransactionFailed`, so the loop redoes the work."""
+    if within(commit, timeout_s):
+        return
+    log.warning("transaction commit blocked past its timeout: replacing the producer")
+    replace()
+    raise TransactionFailed("transaction commit blocked; the producer was replaced")

@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.exactly_once import TransactionalId, last_record, within
+from streamae.serving.exactly_once import TransactionalId, commit_or_replace, last_record, within
 from streamae.serving.kafka_python_errors import Delivery, translated
 from streamae.serving.security import kafka_python_security
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
@@ -188,14 +188,12 @@ class KafkaPythonTransport:
                 self._producer.send_offsets_to_transaction(_structs(offsets), self._consumer.group_metadata())
             self._producer.commit_transaction()
 
+        # kafka-python waits for the outcome without a timeout of its own
         with translated("committing a transaction", other=errors.TransactionFailed):
-            if within(commit, 2 * self.k.request_timeout_ms / 1000 + 5):
-                return
-        # kafka-python waits for the outcome without a timeout of its own: a new producer with
-        # the same transactional id fences the stuck one, and the transaction is redone
-        log.warning("transaction commit blocked past its timeout: replacing the producer")
+            commit_or_replace(commit, 2 * self.k.request_timeout_ms / 1000 + 5, self._replace_producer)
+
+    def _replace_producer(self) -> None:
         self._producer, self._replaced = self._new_producer(), True
-        raise errors.TransactionFailed("transaction commit blocked; the producer was replaced")
 
     def abort_transaction(self) -> None:
         if self._replaced:  # the new producer fenced the transaction: it is aborted
