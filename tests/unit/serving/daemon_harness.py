@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from memory_transport import MemoryTransport
 
 from streamae.core.config import Settings
@@ -62,3 +63,29 @@ def run_daemon(
 
 IN0 = Partition("in", 0)
 IN1 = Partition("in", 1)
+
+
+def serve_across_a_restart(
+    scorer: Scorer, frame: Any, split: int = 2, **sections: Any
+) -> tuple[MemoryTransport, dict[int, dict[str, Any]]]:
+    """Serve ``frame``'s readings (one record each, partition 0): the first ``1/split`` of them
+    by one member, the rest by a new member that must restore the state from the state
+    topic. Returns the transport and each score message by the offset of its window's end
+    (a window published twice fails)."""
+    features = scorer.manifest.features
+    rows = frame[["key", "timestamp", *features]].to_numpy().tolist()
+    values = [orjson.dumps({"key": k, "ts": ts, "values": dict(zip(features, v))}) for k, ts, *v in rows]
+    t = MemoryTransport()
+    first = len(values) // split
+    for v in values[:first]:
+        t.produce("in", 0, None, v)
+    run_daemon(t, scorer, **sections)
+    for v in values[first:]:
+        t.produce("in", 0, None, v)
+    run_daemon(MemoryTransport(topics=t.topics, commits=t.commits), scorer, **sections)
+    served: dict[int, dict[str, Any]] = {}
+    for r in t.records("scores"):
+        msg = orjson.loads(r.value)
+        assert msg["source"]["offset_end"] not in served  # nothing published twice
+        served[msg["source"]["offset_end"]] = msg
+    return t, served

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from daemon_harness import WINDOW, run_daemon
-from memory_transport import MemoryTransport
+from daemon_harness import WINDOW, serve_across_a_restart
 
 from streamae.core import adapt
 from streamae.core.bundle import load_bundle
@@ -31,28 +30,10 @@ def adaptive_scorer(tmp_path_factory: pytest.TempPathFactory, history) -> Scorer
 def test_serve_across_a_restart_gives_the_scores_of_streamae_score(adaptive_scorer, make_stream, max_windows):
     assert adaptive_scorer.adaptive
     frame = make_stream(24, 2, seed=5, entities=2).frame
-    features = adaptive_scorer.manifest.features
-    rows = frame[["key", "timestamp", *features]].to_numpy().tolist()
-    values = [orjson.dumps({"key": k, "ts": ts, "values": dict(zip(features, v))}) for k, ts, *v in rows]
-    t = MemoryTransport()
-    third = len(values) // 3
-    for v in values[:third]:
-        t.produce("in", 0, None, v)
-    batch = {"max_windows": max_windows}
-    run_daemon(t, adaptive_scorer, batch=batch)
-    for v in values[third:]:
-        t.produce("in", 0, None, v)
-    # a new member: the normalisation state must come back from the state topic
-    run_daemon(MemoryTransport(topics=t.topics, commits=t.commits), adaptive_scorer, batch=batch)
-
-    served = {}
-    for r in t.records("scores"):
-        msg = orjson.loads(r.value)
-        assert msg["source"]["offset_end"] not in served  # nothing published twice
-        served[msg["source"]["offset_end"]] = (msg["score"], msg["raw_score"])
+    t, served = serve_across_a_restart(adaptive_scorer, frame, 3, batch={"max_windows": max_windows})
     offline = score_frame(frame, adaptive_scorer, "stream")
     assert len(served) == len(offline)
-    assert [served[o][0] for o in offline["source_offset_end"]] == offline["score"].tolist()
-    assert [served[o][1] for o in offline["source_offset_end"]] == offline["raw_score"].tolist()
+    assert [served[o]["score"] for o in offline["source_offset_end"]] == offline["score"].tolist()
+    assert [served[o]["raw_score"] for o in offline["source_offset_end"]] == offline["raw_score"].tolist()
     saved = [orjson.loads(r.value) for r in t.records("state")]
     assert saved and set(saved[-1]["post"][adapt.STATE]) == set(frame["key"])  # via the state topic

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from daemon_harness import WINDOW, run_daemon
-from memory_transport import MemoryTransport
+from daemon_harness import WINDOW, serve_across_a_restart
 
 from streamae.core.bundle import load_bundle
 from streamae.core.config import TrainSettings
@@ -30,27 +29,10 @@ def post_scorer(tmp_path_factory: pytest.TempPathFactory, history) -> Scorer:
 
 def test_serve_across_a_restart_gives_the_scores_of_streamae_score(post_scorer, make_stream):
     frame = make_stream(24, 2, seed=5, entities=2).frame
-    features = post_scorer.manifest.features
-    rows = frame[["key", "timestamp", *features]].to_numpy().tolist()
-    values = [orjson.dumps({"key": k, "ts": ts, "values": dict(zip(features, v))}) for k, ts, *v in rows]
-    t = MemoryTransport()
-    half = len(values) // 2
-    for v in values[:half]:
-        t.produce("in", 0, None, v)
-    run_daemon(t, post_scorer)
-    for v in values[half:]:
-        t.produce("in", 0, None, v)
-    # a new member: the post-processing state must come back from the state topic
-    run_daemon(MemoryTransport(topics=t.topics, commits=t.commits), post_scorer)
-
-    served = {}
-    for r in t.records("scores"):
-        msg = orjson.loads(r.value)
-        assert msg["source"]["offset_end"] not in served  # nothing published twice
-        served[msg["source"]["offset_end"]] = msg["score"]
+    t, served = serve_across_a_restart(post_scorer, frame)
     offline = score_frame(frame, post_scorer, "stream")
     assert len(served) == len(offline)
-    assert [served[o] for o in offline["source_offset_end"]] == offline["score"].tolist()
+    assert [served[o]["score"] for o in offline["source_offset_end"]] == offline["score"].tolist()
     assert (offline["score"] == 0).sum() > 100  # the post-processing did act (record-high gating)
     saved = [orjson.loads(r.value) for r in t.records("state")]
     assert saved and saved[-1]["post"]["record"]  # the state went through the state topic
