@@ -77,6 +77,20 @@ class ScoreSpec(_Strict):
         False, description="divide each feature's error by its held-out normal mean before pooling"
     )
     feature_pool: Literal["mean", "max"] = "mean"
+    reading_residual: bool = Field(
+        False,
+        description="add to each feature's error its cross-sensor residual in the window's newest "
+        "reading (off a PCA of single training readings), weighted to the same normal size",
+    )
+    residual_center: list[float] = Field(
+        default_factory=list, description="per feature: mean training reading, model input units"
+    )
+    residual_components: list[list[float]] = Field(
+        default_factory=list, description="(F, k) principal axes of single training readings, 1 <= k < F"
+    )
+    residual_weight: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=list, description="per feature: window error over residual, held-out normal means"
+    )
 
 
 class PostSpec(_Strict):
@@ -120,11 +134,13 @@ class CandidateSettings(_Strict):
     half_life: float | None = None
     feature_norm: bool = False
     feature_pool: Literal["mean", "max"] = "mean"
+    reading_residual: bool = False
 
     def describe(self) -> str:
-        """``conv w30 (recent, norm)``: the candidate in a few words."""
+        """``conv w30 (recent, norm, residual)``: the candidate in a few words."""
         agg = [self.time_weighting + ("" if self.half_life is None else f" {self.half_life:g}")]
         agg += (["norm"] if self.feature_norm else []) + (["max"] if self.feature_pool == "max" else [])
+        agg += ["residual"] if self.reading_residual else []
         code = "" if self.code is None else f" code {self.code}"
         return f"{self.variant} w{self.window}{code} ({', '.join(agg)})"
 
@@ -209,6 +225,14 @@ class Manifest(_Strict):
             raise ValueError(f"scaler has {len(self.scaler.mean)} entries for {n} features")
         if len(self.feature_error_scale) != n:
             raise ValueError(f"feature_error_scale has {len(self.feature_error_scale)} entries")
+        score = self.score
+        if score.reading_residual:
+            rows = score.residual_components
+            k = len(rows[0]) if rows else 0
+            if len(rows) != n or not 1 <= k < n or any(len(r) != k for r in rows):
+                raise ValueError(f"score.residual_components must be {n} rows of k entries, 1 <= k < {n}")
+            if not (len(score.residual_center) == len(score.residual_weight) == n):
+                raise ValueError(f"score.residual_center/residual_weight need {n} entries")
         post = self.postprocess
         if post.range_widen is not None and not (len(post.range_lo) == len(post.range_hi) == n):
             raise ValueError(f"postprocess.range_lo/range_hi need {n} entries for the range rule")

@@ -262,6 +262,11 @@ class TrainSettings(_Section):
         False, description="window score: each feature's error over its held-out normal mean"
     )
     feature_pool: Literal["mean", "max"] = Field("mean", description="window score across features")
+    reading_residual: bool = Field(
+        False,
+        description="window score: add each feature's cross-sensor residual in the newest reading "
+        "(a PCA of single readings; needs 2 or more features)",
+    )
     sparse: bool = Field(
         False, description="post-processing: report a window only when it breaks its key's record"
     )

@@ -4,18 +4,25 @@ The exported graph maps ``windows`` ``(m, W, F)`` to ``reconstruction`` ``(m, W,
 ``code``). Scoring needs only the per-feature error ``(m, F)``: the squared reconstruction
 error averaged over time, evenly or with the manifest's time weights (see
 ``scoring.time_weights``). Computing it inside the graph means a GPU sends ``m × F`` floats
-back to the host instead of ``m × W × F``. It is added when a scorer loads the bundle, not at
-export, so every bundle has it and a recalibrated score spec (new time weights, no
-re-export) is honoured.
+back to the host instead of ``m × W × F``. With the score's ``reading_residual`` the graph
+also adds the weighted cross-sensor residual of each window's newest reading
+(``scoring.ReadingResidual``). It is added when a scorer loads the bundle, not at export, so
+every bundle has it and a recalibrated score spec (new time weights, no re-export) is
+honoured.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from streamae.core.bundle import INPUT_NAME, OUTPUT_NAME, BundleError
+
+if TYPE_CHECKING:
+    from streamae.core.scoring import ReadingResidual
 
 FEATURE_ERROR_NAME = "feature_error"
 _PREFIX = "streamae.feature_error/"  # names of the added nodes and tensors
@@ -27,9 +34,16 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
 
 
-def scoring_graph(model_bytes: bytes, window: int, n_features: int, weights: np.ndarray | None) -> bytes:
+def scoring_graph(
+    model_bytes: bytes,
+    window: int,
+    n_features: int,
+    weights: np.ndarray | None,
+    residual: ReadingResidual | None = None,
+) -> bytes:
     """The bundle's graph with a ``feature_error`` output ``(m, F)`` added; its other outputs
-    are kept. ``weights`` ``(W,)`` weight the squared errors over time (None: a plain mean).
+    are kept. ``weights`` ``(W,)`` weight the squared errors over time (None: a plain mean);
+    ``residual`` adds the newest reading's weighted cross-sensor residual.
 
     Raises :class:`BundleError` (whose message the caller prefixes with the file) when the
     graph cannot be read or does not have the bundle's input and output.
@@ -61,11 +75,12 @@ def scoring_graph(model_bytes: bytes, window: int, n_features: int, weights: np.
         helper.make_node("Mul", [diff, diff], [sq], name=_PREFIX + "square"),
     ]
     consts: dict[str, np.ndarray] = {}
+    window_error = FEATURE_ERROR_NAME if residual is None else _PREFIX + "window_error"
     if weights is None:
         to_sum, summed = sq, _PREFIX + "total"
     else:
         # (W, 1) broadcasts over (m, W, F) along time; the sum of the products is the einsum
-        to_sum, summed = _PREFIX + "weighted", FEATURE_ERROR_NAME
+        to_sum, summed = _PREFIX + "weighted", window_error
         consts[_PREFIX + "weights"] = np.asarray(weights, dtype=np.float32).reshape(window, 1)
         nodes.append(helper.make_node("Mul", [sq, _PREFIX + "weights"], [to_sum], name=_PREFIX + "weigh"))
     if opset >= _REDUCE_AXES_AS_INPUT:
@@ -79,8 +94,10 @@ def scoring_graph(model_bytes: bytes, window: int, n_features: int, weights: np.
         # the host formula's mean: a sum over time, then one division by W
         consts[_PREFIX + "window"] = np.array(window, dtype=np.float32)
         nodes.append(
-            helper.make_node("Div", [summed, _PREFIX + "window"], [FEATURE_ERROR_NAME], name=_PREFIX + "mean")
+            helper.make_node("Div", [summed, _PREFIX + "window"], [window_error], name=_PREFIX + "mean")
         )
+    if residual is not None:
+        nodes += _residual_nodes(window_error, residual, consts)
 
     g.node.extend(nodes)
     g.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
@@ -88,3 +105,33 @@ def scoring_graph(model_bytes: bytes, window: int, n_features: int, weights: np.
     g.output.append(helper.make_tensor_value_info(FEATURE_ERROR_NAME, TensorProto.FLOAT, [batch, n_features]))
     out: bytes = model.SerializeToString()
     return out
+
+
+def _residual_nodes(
+    window_error: str, r: ReadingResidual, consts: dict[str, np.ndarray]
+) -> list[onnx.NodeProto]:
+    """``feature_error = window_error + weight * (d - d C Cᵀ)²`` with ``d`` the newest reading
+    less the centre (``ReadingResidual.add_to`` on the host)."""
+    n = _PREFIX + "residual/"
+    consts[n + "newest"] = np.array(-1, dtype=np.int64)  # a scalar index drops the time axis
+    consts[n + "center"] = r.center
+    consts[n + "components"] = r.components
+    consts[n + "components_t"] = np.ascontiguousarray(r.components.T)
+    consts[n + "weight"] = r.weight
+
+    def node(op: str, inputs: list[str], output: str) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, [output], name=output)
+
+    gather = node("Gather", [INPUT_NAME, n + "newest"], n + "last")
+    gather.attribute.append(helper.make_attribute("axis", 1))
+
+    return [
+        gather,
+        node("Sub", [n + "last", n + "center"], n + "centred"),
+        node("MatMul", [n + "centred", n + "components"], n + "coords"),
+        node("MatMul", [n + "coords", n + "components_t"], n + "on_axes"),
+        node("Sub", [n + "centred", n + "on_axes"], n + "off_axes"),
+        node("Mul", [n + "off_axes", n + "off_axes"], n + "squared"),
+        node("Mul", [n + "squared", n + "weight"], n + "weighted"),
+        node("Add", [window_error, n + "weighted"], FEATURE_ERROR_NAME),
+    ]

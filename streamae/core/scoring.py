@@ -80,6 +80,39 @@ def feature_errors(x: np.ndarray, recon: np.ndarray, weights: np.ndarray | None 
     return out
 
 
+@dataclass(frozen=True)
+class ReadingResidual:
+    """The cross-sensor residual of a window's newest reading: its part off the principal
+    axes of single training readings, squared per feature and weighted so that, on held-out
+    normal windows, it is as large as the window error it is added to (``ScoreSpec``)."""
+
+    center: np.ndarray  # (F,) float32
+    components: np.ndarray  # (F, k) float32
+    weight: np.ndarray  # (F,) float32
+
+    @classmethod
+    def of(cls, spec: ScoreSpec) -> ReadingResidual | None:
+        if not spec.reading_residual:
+            return None
+        return cls(
+            np.asarray(spec.residual_center, np.float32),
+            np.asarray(spec.residual_components, np.float32),
+            np.asarray(spec.residual_weight, np.float32),
+        )
+
+    def squared(self, newest: np.ndarray) -> np.ndarray:
+        """Unweighted squared residuals ``(m, F)`` of readings ``(m, F)`` in model units."""
+        d = newest - self.center
+        out: np.ndarray = np.square(d - (d @ self.components) @ self.components.T)
+        return out
+
+    def add_to(self, errors: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Per-feature errors ``(m, F)`` of windows ``x`` ``(m, W, F)`` with the residual added:
+        the host formula of what the scoring graph computes."""
+        out: np.ndarray = errors + self.weight * self.squared(x[:, -1, :])
+        return out
+
+
 def time_weights(spec: ScoreSpec, window: int) -> np.ndarray | None:
     """Weights over a window's readings, oldest first (None: even weights)."""
     if spec.time_weighting == "uniform":
@@ -118,7 +151,9 @@ class Scorer:
         self.max_batch = max_batch
         weights = time_weights(m.score, m.window)
         try:
-            graph = scoring_graph(bundle.model_bytes, m.window, len(m.features), weights)
+            graph = scoring_graph(
+                bundle.model_bytes, m.window, len(m.features), weights, ReadingResidual.of(m.score)
+            )
         except BundleError as exc:
             raise BundleError(f"{bundle.path}/model.onnx: {exc}") from None
         self._runner = ScoringSession(

@@ -15,7 +15,7 @@ from typing import Any
 from streamae.core.config import TrainSettings
 
 # the fields a candidate sets; a user who sets one of them (flag or variable) pins it
-SCORE_FIELDS = ("time_weighting", "half_life", "feature_norm", "feature_pool")
+SCORE_FIELDS = ("time_weighting", "half_life", "feature_norm", "feature_pool", "reading_residual")
 MODEL_FIELDS = ("window", "code")
 
 
@@ -36,6 +36,7 @@ class ScoreChoice:
     feature_norm: bool = False
     feature_pool: str = "mean"
     half_life: float | None = None
+    reading_residual: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,19 @@ _PLAIN, _NORM = ScoreChoice(), ScoreChoice(feature_norm=True)
 _RECENT, _RECENT_NORM = ScoreChoice("recent"), ScoreChoice("recent", True)
 _NORM_MAX = ScoreChoice(feature_norm=True, feature_pool="max")
 _RECENT_NORM_MAX = ScoreChoice("recent", True, "max")
+_NORM_RESID = ScoreChoice(feature_norm=True, reading_residual=True)
+_RECENT_NORM_RESID = ScoreChoice("recent", True, reading_residual=True)
 
 #: The candidates of each search breadth. Window 1 is the per-reading model (a PCA of single
-#: standardised readings); the windowed ones see time. Score aggregations cost no training:
-#: each is another reading of the same trained model. Windows stay at 30 readings or fewer
+#: standardised readings); the windowed ones see time, and may add that per-reading view's
+#: residual (``reading_residual``) beside their window error. Score aggregations cost no
+#: training: each is another reading of the same trained model. Windows stay at 30 readings or fewer
 #: but in ``wide``: the judgment does not count the windows a fault leaves behind, so longer
 #: windows, whose scores linger longer after a fault, are an explicit choice.
 SEARCHES: dict[str, Search] = {
     "quick": Search(
         (ModelChoice("pca", 1), ModelChoice("dense", 10), ModelChoice("conv", 10)),
-        (_PLAIN, _NORM_MAX, _RECENT_NORM),
+        (_PLAIN, _NORM_MAX, _RECENT_NORM, _RECENT_NORM_RESID),
     ),
     "default": Search(
         (
@@ -69,7 +73,7 @@ SEARCHES: dict[str, Search] = {
             ModelChoice("conv", 10),
             ModelChoice("conv", 30),
         ),
-        (_PLAIN, _NORM, _NORM_MAX, _RECENT, _RECENT_NORM, _RECENT_NORM_MAX),
+        (_PLAIN, _NORM, _NORM_MAX, _RECENT, _RECENT_NORM, _RECENT_NORM_MAX, _NORM_RESID, _RECENT_NORM_RESID),
     ),
     "wide": Search(
         (
@@ -85,7 +89,7 @@ SEARCHES: dict[str, Search] = {
             ModelChoice("conv", 60),
             ModelChoice("lstm", 30),
         ),
-        (_PLAIN, _NORM, _NORM_MAX, _RECENT, _RECENT_NORM, _RECENT_NORM_MAX),
+        (_PLAIN, _NORM, _NORM_MAX, _RECENT, _RECENT_NORM, _RECENT_NORM_MAX, _NORM_RESID, _RECENT_NORM_RESID),
     ),
 }
 
@@ -112,18 +116,23 @@ def plan(cfg: TrainSettings, pinned: Sequence[str] = ()) -> Search:
             cfg.feature_norm if "feature_norm" in pinned else s.feature_norm,
             cfg.feature_pool if "feature_pool" in pinned else s.feature_pool,
             cfg.half_life if "half_life" in pinned else s.half_life,
+            cfg.reading_residual if "reading_residual" in pinned else s.reading_residual,
         )
         if score not in scores:
             scores.append(score)
     return Search(tuple(models), tuple(scores))
 
 
-def scores_for_window(scores: Sequence[ScoreChoice], window: int) -> list[ScoreChoice]:
-    """Score choices that differ for this window length (one reading has no time weighting)."""
+def scores_for_window(scores: Sequence[ScoreChoice], window: int, n_features: int) -> list[ScoreChoice]:
+    """Score choices that differ for this window length (one reading has no time weighting,
+    and its own cross-sensor residual is what a per-reading PCA already scores) and can be
+    computed for this many features (a residual across sensors needs two)."""
     out: list[ScoreChoice] = []
     for s in scores:
         if window == 1:
             s = ScoreChoice("uniform", s.feature_norm, s.feature_pool, None)
+        elif n_features < 2:
+            s = ScoreChoice(s.time_weighting, s.feature_norm, s.feature_pool, s.half_life)
         if s not in out:
             out.append(s)
     return out
@@ -139,6 +148,7 @@ def candidate_fields(m: ModelChoice, s: ScoreChoice) -> dict[str, Any]:
         "half_life": s.half_life,
         "feature_norm": s.feature_norm,
         "feature_pool": s.feature_pool,
+        "reading_residual": s.reading_residual,
     }
 
 

@@ -31,7 +31,7 @@ from streamae import __version__
 from streamae.core.bundle import DECODER, Bundle, write_bundle
 from streamae.core.config import ConfigError, TrainSettings
 from streamae.core.readings import DataError
-from streamae.core.scoring import Scorer
+from streamae.core.scoring import InputScaler, ReadingResidual, Scorer
 from streamae.training.calibration import ThresholdRule, calibrate_scorer, score_summary
 from streamae.training.export import (
     PARITY_TOLERANCE,
@@ -42,7 +42,15 @@ from streamae.training.export import (
     torch_reconstruct,
 )
 from streamae.training.history import Prepared, prepare
-from streamae.training.manifest_fields import adapt, model_fields, postprocess, training_record, unwritten
+from streamae.training.manifest_fields import (
+    adapt,
+    model_fields,
+    postprocess,
+    residual_axes,
+    residual_weight,
+    training_record,
+    unwritten,
+)
 from streamae.training.models import Autoencoder
 from streamae.training.optimise import train_model
 
@@ -167,6 +175,10 @@ def calibrate_trained(
     # windows, never optimised on) set the scale, and the scorer with it sets the threshold
     unscaled = Scorer(unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
     val_errors = unscaled.score(windows.data[split.val]).feature_errors
+    if cfg.reading_residual:
+        fields["score"].update(_residual(prep, val_errors, source))
+        unscaled = Scorer(unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
+        val_errors = unscaled.score(windows.data[split.val]).feature_errors
     fields["feature_error_scale"] = np.maximum(val_errors.mean(axis=0), 1e-12).tolist()
     scorer = Scorer(unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
     try:
@@ -178,6 +190,23 @@ def calibrate_trained(
             f"{source}: threshold calibration on {int(split.calib.sum())} windows failed: {exc}"
         ) from None
     return Calibrated(fields, cal_scores)
+
+
+def _residual(prep: Prepared, val_errors: np.ndarray, source: str) -> dict[str, Any]:
+    """The score fields of the cross-sensor residual: principal axes of the training readings,
+    and weights that make it as large as the window error ``val_errors`` on held-out windows."""
+    if len(prep.features) < 2:
+        raise ConfigError(f"{source}: --reading-residual needs 2 or more features, there is 1")
+    values = prep.hist.readings.values[prep.train_rows]
+    train = InputScaler(prep.center, prep.scale)(values[:, None, :])[:, 0, :]
+    axes = residual_axes(train.astype(np.float64))
+    unit = ReadingResidual(
+        np.asarray(axes["residual_center"], np.float32),
+        np.asarray(axes["residual_components"], np.float32),
+        np.ones(len(prep.features), np.float32),
+    )
+    residuals = unit.squared(prep.x[prep.split.val][:, -1, :])
+    return {"reading_residual": True, **axes, "residual_weight": residual_weight(val_errors, residuals)}
 
 
 def write_trained(

@@ -42,6 +42,35 @@ def model_fields(
     }
 
 
+RESIDUAL_VARIANCE = 0.95  # the principal axes kept: those explaining this share of the variance
+
+
+def residual_axes(train_readings: np.ndarray) -> dict[str, Any]:
+    """Centre and principal axes ``(F, k)`` of single training readings in model units: the
+    fewest axes explaining :data:`RESIDUAL_VARIANCE` of their variance, at least one and
+    fewer than ``F`` (all ``F`` would leave no residual)."""
+    n = train_readings.shape[1]
+    if n < 2:
+        raise ValueError("a cross-sensor residual needs 2 or more features")
+    center = train_readings.mean(axis=0)
+    _, sv, vt = np.linalg.svd(train_readings - center, full_matrices=False)
+    share = np.cumsum(sv**2) / max(float(np.sum(sv**2)), 1e-300)
+    k = int(np.clip(np.searchsorted(share, RESIDUAL_VARIANCE) + 1, 1, n - 1))
+    return {
+        "residual_center": center.astype(float).tolist(),
+        "residual_components": vt[:k].T.astype(float).tolist(),
+    }
+
+
+def residual_weight(window_errors: np.ndarray, residuals: np.ndarray) -> list[float]:
+    """Per feature, the held-out normal mean window error over the mean squared residual, so
+    both parts weigh alike; the residual's mean is floored at a millionth of the error's."""
+    err = np.maximum(window_errors.mean(axis=0, dtype=np.float64), 1e-12)
+    res = np.maximum(residuals.mean(axis=0, dtype=np.float64), 1e-6 * err)
+    out: list[float] = (err / res).tolist()
+    return out
+
+
 def postprocess(cfg: TrainSettings, train_values: np.ndarray) -> dict[str, Any]:
     """The manifest's streaming post-processing: the stages ``cfg`` turns on, and the range of
     the training readings that seeds the range rule."""

@@ -3,7 +3,7 @@
 The history is split by time exactly as :func:`~streamae.training.fit.fit` splits it
 (``training.history``: 70 % train, 15 % validation, 15 % calibration). Every candidate — a
 variant at a window length, and the score aggregations (``time_weighting``,
-``feature_norm``, ``feature_pool``) tried on it — is trained on the training windows
+``feature_norm``, ``feature_pool``, ``reading_residual``) tried on it — is trained on the training windows
 (early stopping on the validation windows), gets its per-feature error scale and its
 threshold exactly as ``fit`` sets them (the user's rule, on the calibration windows), and
 is then judged on a copy of the *validation* readings with synthetic faults injected
@@ -214,7 +214,7 @@ def judge_model(
     train_s = time.perf_counter() - started
     windows, labels = stream.windows(prep.features, m.window, cfg.stride)
     out = []
-    for s in scores_for_window(score_choices, m.window):
+    for s in scores_for_window(score_choices, m.window, len(prep.features)):
         c_cfg = candidate_settings(cfg, m, s)
         cal = calibrate_trained(prep, trained, c_cfg, out_dir, source)
         scorer = cal.scorer(out_dir, trained.model_bytes)

@@ -128,7 +128,12 @@ def test_plan_keeps_what_the_user_pinned():
     assert all(s.feature_norm for s in search.scores)
     assert all(m.variant != "pca" for m in plan(TrainSettings(loss="bce"), ()).models)
     # one reading has no time to weight: recent and uniform are one candidate there
-    assert candidates.scores_for_window([ScoreChoice("recent"), ScoreChoice()], 1) == [ScoreChoice()]
+    assert candidates.scores_for_window([ScoreChoice("recent"), ScoreChoice()], 1, 3) == [ScoreChoice()]
+    # nor a cross-sensor residual beside itself; and one sensor has no residual across sensors
+    resid = ScoreChoice("recent", reading_residual=True)
+    assert candidates.scores_for_window([resid], 1, 3) == [ScoreChoice()]
+    assert candidates.scores_for_window([resid, ScoreChoice("recent")], 10, 1) == [ScoreChoice("recent")]
+    assert candidates.scores_for_window([resid], 10, 2) == [resid]
 
 
 @pytest.mark.parametrize("search", ["quick", "default", "wide"])

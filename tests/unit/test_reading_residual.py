@@ -1,0 +1,98 @@
+"""The cross-sensor residual of a window's newest reading, added beside its window error
+(``score.reading_residual``): how training sets it up, and that the graph computes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from streamae.core.bundle import Bundle, ScoreSpec
+from streamae.core.config import ConfigError, TrainSettings
+from streamae.core.scoring import ReadingResidual, Scorer, pool_features
+from streamae.training.fit import fit
+from streamae.training.manifest_fields import residual_axes, residual_weight
+
+CPU = ["CPUExecutionProvider"]
+WINDOW = 10
+
+
+def _correlated(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Six sensors driven by two shared factors, and a little noise of their own."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2)) @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(n, 6))
+    frame = pd.DataFrame(x, columns=[f"s{i}" for i in range(6)])
+    frame.insert(0, "timestamp", np.arange(n, dtype=float))
+    return frame, x
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    frame, x = _correlated()
+    root = tmp_path_factory.mktemp("residual")
+    out = {}
+    for residual in (False, True):
+        cfg = TrainSettings(variant="dense", window=WINDOW, epochs=5, seed=2, reading_residual=residual)
+        out[residual] = fit(frame, root / str(residual), cfg, progress=False).bundle
+    return out, x
+
+
+def test_the_axes_explain_most_of_the_variance_and_leave_a_residual():
+    _, x = _correlated()
+    axes = residual_axes(x)
+    comps = np.asarray(axes["residual_components"])
+    assert comps.shape == (6, 2)  # two factors explain over 95 %
+    np.testing.assert_allclose(comps.T @ comps, np.eye(2), atol=1e-9)
+    np.testing.assert_allclose(axes["residual_center"], x.mean(axis=0))
+    # one axis explains everything: still fewer than all, so something is left to score
+    line = np.outer(np.arange(50.0), [1.0, 2.0, 3.0])
+    assert np.asarray(residual_axes(line)["residual_components"]).shape == (3, 1)
+    with pytest.raises(ValueError, match="2 or more features"):
+        residual_axes(x[:, :1])
+
+
+def test_weights_make_the_residual_as_large_as_the_window_error_on_normal_windows():
+    errors = np.array([[2.0, 4.0], [4.0, 8.0]])
+    residuals = np.array([[1.0, 0.0], [1.0, 0.0]])  # the second sensor's residual is always 0
+    assert residual_weight(errors, residuals) == pytest.approx([3.0, 1e6])
+
+
+def test_training_writes_the_residual_and_the_graph_adds_it(trained):
+    bundles, x = trained
+    plain, resid = bundles[False], bundles[True]
+    spec = resid.manifest.score
+    assert spec.reading_residual and not plain.manifest.score.reading_residual
+    assert len(spec.residual_components) == 6 and len(spec.residual_components[0]) == 2
+    scorer, without = Scorer(resid, CPU), Scorer(plain, CPU)
+    windows = np.stack([x[i : i + WINDOW] for i in range(2000, 2100)]).astype(np.float32)
+    got = scorer.score(windows)
+    # the same graph without the residual gives the window part; the host formula adds it
+    window_part = Scorer(_without_residual(resid), CPU).score(windows).feature_errors
+    want = ReadingResidual.of(spec).add_to(window_part, scorer.scale(windows))  # type: ignore[union-attr]
+    np.testing.assert_allclose(got.feature_errors, want, rtol=2e-5, atol=1e-9)
+    scale = np.asarray(resid.manifest.feature_error_scale, np.float32)
+    np.testing.assert_allclose(got.scores, pool_features(want, spec, scale), rtol=2e-5)
+    assert without.score(windows).feature_errors.shape == got.feature_errors.shape
+
+
+def test_a_newest_reading_off_the_sensors_correlation_scores_far_higher_with_the_residual(trained):
+    bundles, x = trained
+    windows = np.stack([x[i : i + WINDOW] for i in range(2000, 2200)]).astype(np.float32)
+    broken = windows.copy()
+    broken[:, -1, 0] += 1.0  # one sensor leaves the others, within its own normal range
+    rise = {}
+    for residual, bundle in bundles.items():
+        scorer = Scorer(bundle, CPU)
+        rise[residual] = scorer.score(broken).scores.mean() / scorer.score(windows).scores.mean()
+    assert rise[True] > 2.0 and rise[True] > 2 * rise[False]
+
+
+def test_one_feature_has_no_cross_sensor_residual(tmp_path):
+    frame, _ = _correlated(800)
+    with pytest.raises(ConfigError, match="--reading-residual needs 2 or more features"):
+        fit(frame[["timestamp", "s0"]], tmp_path, TrainSettings(variant="pca", reading_residual=True))
+
+
+def _without_residual(bundle: Bundle) -> Bundle:
+    score = ScoreSpec.model_validate({**bundle.manifest.score.model_dump(), "reading_residual": False})
+    return Bundle(bundle.path, bundle.manifest.model_copy(update={"score": score}), bundle.model_bytes)
