@@ -21,7 +21,8 @@ from streamae.training import faults
 
 log = logging.getLogger(__name__)
 
-REPLICAS = 8  # independent fault placements of the validation readings
+REPLICAS = 8  # independent fault placements of the validation readings (at least)
+MIN_FAULTS = 64  # ...and more copies while fewer faults than this fit in all of them
 ROWS_PER_FAULT = 200  # faults per key and replica: validation readings / this (at least 1)
 MIN_EVAL_ROWS = 20  # validation readings per copy (on average), at least, to judge a candidate
 FEW_EVAL_ROWS = 200  # ...below this many, the choice is uncertain and a warning says so
@@ -42,6 +43,7 @@ class FaultedStream:
     faults: int
     kinds: tuple[str, ...]
     seed: int
+    replicas: int
 
     def windows(self, features: list[str], window: int, stride: int) -> tuple[Windows, np.ndarray]:
         """The judged windows and their labels (that of their last reading): those ending at
@@ -70,24 +72,27 @@ def faulted_validation(
     kinds: Sequence[str] = faults.KINDS,
     replicas: int = REPLICAS,
 ) -> FaultedStream:
-    """Readings with ``after < ts <= until`` of each key, ``replicas`` times, each with its
-    own faults (:func:`faults.inject`; between two, ``context`` normal readings, at least
-    :data:`MIN_MARGIN`);
-    ``context`` clean readings of the key go before each copy."""
+    """Readings with ``after < ts <= until`` of each key, ``replicas`` times (more while
+    fewer than :data:`MIN_FAULTS` faults fit: short histories hold one fault per copy, and
+    a choice made on a handful of faults is mostly chance), each with its own faults
+    (:func:`faults.inject`; between two, ``context`` normal readings, at least
+    :data:`MIN_MARGIN`); ``context`` clean readings of the key go before each copy."""
     frames, labels, judged, clean = [], [], [], []
     count = 0
     margin = max(context, MIN_MARGIN)
-    keys = pd.unique(readings.keys)
-    for k_index, key in enumerate(keys):
+    spans = []  # (key index, key, readings before, validation readings, faults per copy)
+    for k_index, key in enumerate(pd.unique(readings.keys)):
         rows = np.flatnonzero(readings.keys == key)
         rows = rows[np.argsort(readings.ts[rows], kind="stable")]
         in_span = (readings.ts[rows] > after) & (readings.ts[rows] <= until)
         span = rows[in_span]
-        if not len(span):
-            continue
-        first = int(np.flatnonzero(in_span)[0])
-        before = rows[max(0, first - context) : first]
-        n_faults = max(1, len(span) // ROWS_PER_FAULT)
+        if len(span):
+            first = int(np.flatnonzero(in_span)[0])
+            before = rows[max(0, first - context) : first]
+            spans.append((k_index, key, before, span, max(1, len(span) // ROWS_PER_FAULT)))
+    per_replica = sum(s[4] for s in spans)
+    replicas = max(replicas, -(-MIN_FAULTS // per_replica)) if per_replica else replicas
+    for k_index, key, before, span, n_faults in spans:
         # the kinds take turns across the copies (in an order of the key's own), so that every
         # kind is injected about equally often however few faults one copy holds
         turn = np.random.default_rng([FAULT_SEED, seed, k_index]).permutation(len(kinds))
@@ -125,6 +130,7 @@ def faulted_validation(
         count,
         tuple(kinds),
         seed,
+        replicas,
     )
 
 

@@ -64,7 +64,7 @@ from streamae.training.candidates import (
     plan,
     scores_for_window,
 )
-from streamae.training.faulted_stream import REPLICAS, FaultedStream, faulted_validation
+from streamae.training.faulted_stream import FaultedStream, faulted_validation
 from streamae.training.fit import (
     Calibrated,
     Trained,
@@ -187,7 +187,7 @@ def select_and_fit(
         "tie_break": TIE_BREAK,
         "fault_kinds": list(stream.kinds),
         "seed": stream.seed,
-        "replicas": REPLICAS,
+        "replicas": stream.replicas,
         "faults": stream.faults,
         "windows": int(stream.judged.sum()),
         "labelled_windows": int(stream.labels[stream.judged].sum()),

@@ -14,7 +14,7 @@ from streamae.core.bundle import load_bundle
 from streamae.core.config import VARIANTS, TrainSettings
 from streamae.training import candidates, faults, selection
 from streamae.training.candidates import ModelChoice, ScoreChoice, Search, plan
-from streamae.training.faulted_stream import REPLICAS, FaultedStream
+from streamae.training.faulted_stream import MIN_FAULTS, REPLICAS, FaultedStream
 from streamae.training.fit import export_onnx, fit, onnx_reconstruct, torch_reconstruct
 from streamae.training.models import PCAReconstructor, build_model
 from streamae.training.selection import select_and_fit
@@ -67,6 +67,19 @@ def test_selection_picks_the_candidate_that_sees_the_faults(tiny, history, tmp_p
     assert m.training["variant"] == "pca" and m.training["code"] == 1  # the winner's settings
 
 
+def test_a_short_history_is_copied_until_enough_faults_fit(tiny, history, tmp_path):
+    """Two keys of 225 validation readings hold one fault each per copy: 16 faults in the
+    usual 8 copies would make the choice mostly chance, so there are more copies; a long
+    history keeps the usual 8."""
+    short = select_and_fit(history, tmp_path / "s", TrainSettings(variant="auto"), progress=False)
+    sel = short.bundle.manifest.selection
+    assert sel.replicas == MIN_FAULTS // 2 and sel.faults >= 0.9 * MIN_FAULTS
+    long = select_and_fit(
+        readings(12_000, keys=1), tmp_path / "l", TrainSettings(variant="auto"), progress=False
+    )
+    assert long.bundle.manifest.selection.replicas == REPLICAS >= MIN_FAULTS / (1800 // 200)
+
+
 def test_the_winner_is_the_bundle_fit_writes_with_its_settings(tiny, history, tmp_path):
     """Same split, same seeds: the chosen bundle is exactly what ``fit`` gives the winner."""
     chosen = select_and_fit(history, tmp_path / "s", TrainSettings(variant="auto", seed=4), progress=False)
@@ -105,7 +118,8 @@ def test_labels_only_leave_windows_out(tiny, history, tmp_path, monkeypatch):
     # window 1: every validation reading is judged, but for the 20 labelled ones in each of
     # the copies; what is judged is the injected faults, in both runs alike
     assert all(len(labels) == readings["plain"] for labels in seen["plain"])
-    assert all(len(labels) == readings["labelled"] - REPLICAS * 20 for labels in seen["labelled"])
+    copies = chose.bundle.manifest.selection.replicas
+    assert all(len(labels) == readings["labelled"] - copies * 20 for labels in seen["labelled"])
     assert 0.8 < seen["labelled"][0].mean() / seen["plain"][0].mean() < 1.25
     assert chose.bundle.manifest.selection.chosen == plain.bundle.manifest.selection.chosen
 
@@ -165,7 +179,7 @@ def test_judged_windows_skip_the_tail_of_a_fault():
     frame = pd.DataFrame({"timestamp": np.arange(n, dtype=float), "key": "k", "x": np.arange(n, dtype=float)})
     labels = np.zeros(n, np.int8)
     labels[5:7] = 1
-    stream = FaultedStream(frame, labels, np.arange(n) >= 2, np.ones(n, bool), 1, ("spike",), 0)
+    stream = FaultedStream(frame, labels, np.arange(n) >= 2, np.ones(n, bool), 1, ("spike",), 0, 1)
     windows, judged = stream.windows(["x"], 3, 1)
     # windows end at rows 2..11; those ending at 7 and 8 still hold row 6 (faulty)
     assert windows.last_offset.tolist() == [2, 3, 4, 5, 6, 9, 10, 11]
