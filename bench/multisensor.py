@@ -67,6 +67,7 @@ METHODS: dict[str, list[str]] = {
     "pca": ["--variant", "pca"],
     "dense": ["--variant", "dense"],
     "conv": ["--variant", "conv", "--window", "30"],
+    "conv-residual": ["--variant", "conv", "--window", "30", "--reading-residual", "true"],
 }
 BASELINE = "per-reading PCA (benchmark's own, 3 components)"
 
@@ -273,11 +274,11 @@ def run_product(method: str, unit: int, work: Path, threads: int) -> dict:
 
 
 def _describe(manifest: dict) -> str:
-    s = manifest.get("score", {})
-    agg = s.get("time_weighting", "uniform") + (", norm" if s.get("feature_norm") else "")
-    if s.get("feature_pool") == "max":
-        agg += ", max"
-    return f"{manifest['variant']} w{manifest['window']} ({agg})"
+    """The bundle's model and score as ``streamae inspect`` names a selection candidate."""
+    from streamae.core.bundle import CandidateSettings
+
+    score = {k: v for k, v in manifest.get("score", {}).items() if k in CandidateSettings.model_fields}
+    return CandidateSettings(variant=manifest["variant"], window=manifest["window"], **score).describe()
 
 
 def run_baseline(unit: int) -> dict:

@@ -57,6 +57,7 @@ def describe_manifest(m: Manifest, path: Path | str = "") -> str:
         + ", ".join(
             f"{f}: {mu:.4g} ± {s:.4g}" for f, mu, s in zip(m.features, m.scaler.mean, m.scaler.scale)
         ),
+        f"score        {_score(m)}",
         f"threshold    {t.value:.6g} by {t.method} ({_params(t.params)}), smoothing {smoothing}",
         f"calibration  {t.calibration_windows} held-out normal windows",
         "metrics      " + (", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items()) or "-"),
@@ -71,6 +72,18 @@ def describe_manifest(m: Manifest, path: Path | str = "") -> str:
     if m.selection is not None:
         lines.append(describe_selection(m.selection))
     return "\n".join(lines)
+
+
+def _score(m: Manifest) -> str:
+    """How a window's errors become its score, in words."""
+    s = m.score
+    half_life = "" if s.half_life is None else f" (half-life {s.half_life:g})"
+    norm = "each feature's over its normal mean, " if s.feature_norm else ""
+    parts = [f"errors over time {s.time_weighting}{half_life}", f"{norm}{s.feature_pool} across features"]
+    if s.reading_residual:
+        axes = len(s.residual_components[0])
+        parts.append(f"plus the newest reading's residual off {axes} of {len(m.features)} principal axes")
+    return "; ".join(parts)
 
 
 def describe_selection(sel: Selection) -> str:

@@ -43,6 +43,7 @@ def test_inspect_without_data_prints_manifest_and_training_curve(bundle_dir, tmp
     out = capsys.readouterr().out
     t = load_bundle(bundle).manifest.threshold
     assert "variant      dense, loss mse, code size 8" in out
+    assert "score        errors over time uniform; mean across features\n" in out
     # the fixture is calibrated by POT at target_far 1e-4
     assert f"threshold    {t.value:.6g} by pot (target_far=0.0001, tail_quantile=0.9, " in out
     assert "need data" in out

@@ -10,6 +10,7 @@ import pytest
 from streamae.core.bundle import Bundle, ScoreSpec
 from streamae.core.config import ConfigError, TrainSettings
 from streamae.core.scoring import ReadingResidual, Scorer, pool_features
+from streamae.evaluation.inspect import describe_manifest
 from streamae.training.fit import fit
 from streamae.training.manifest_fields import residual_axes, residual_weight
 
@@ -85,6 +86,13 @@ def test_a_newest_reading_off_the_sensors_correlation_scores_far_higher_with_the
         scorer = Scorer(bundle, CPU)
         rise[residual] = scorer.score(broken).scores.mean() / scorer.score(windows).scores.mean()
     assert rise[True] > 2.0 and rise[True] > 2 * rise[False]
+
+
+def test_inspect_says_the_score_adds_the_residual(trained):
+    bundles, _ = trained
+    text = describe_manifest(bundles[True].manifest)
+    assert "plus the newest reading's residual off 2 of 6 principal axes" in text
+    assert "residual" not in describe_manifest(bundles[False].manifest)
 
 
 def test_one_feature_has_no_cross_sensor_residual(tmp_path):
