@@ -61,7 +61,8 @@ def bench_variant(variant: str, work: Path, epochs: int, seconds: float, device:
     from streamae.core.bundle import INPUT_NAME
     from streamae.core.config import TrainSettings
     from streamae.core.score_graph import FEATURE_ERROR_NAME
-    from streamae.core.scoring import Scorer, time_weights
+    from streamae.core.scoring import Scorer
+    from streamae.core.window_score import time_weights
 
     train = harness.Simulator(4, seed=3).frame(1500)
     cfg = TrainSettings(variant=variant, window=harness.WINDOW, epochs=epochs, patience=epochs)

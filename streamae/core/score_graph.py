@@ -3,26 +3,22 @@
 The exported graph maps ``windows`` ``(m, W, F)`` to ``reconstruction`` ``(m, W, F)`` (and
 ``code``). Scoring needs only the per-feature error ``(m, F)``: the squared reconstruction
 error averaged over time, evenly or with the manifest's time weights (see
-``scoring.time_weights``). Computing it inside the graph means a GPU sends ``m × F`` floats
+``window_score.time_weights``). Computing it inside the graph means a GPU sends ``m × F`` floats
 back to the host instead of ``m × W × F``. With the score's ``reading_residual`` the graph
 also adds the weighted cross-sensor residual of each window's newest reading
-(``scoring.ReadingResidual``). It is added when a scorer loads the bundle, not at export, so
+(``window_score.ReadingResidual``). It is added when a scorer loads the bundle, not at export, so
 every bundle has it and a recalibrated score spec (new time weights, no re-export) is
 honoured.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from streamae.core.bundle import INPUT_NAME, OUTPUT_NAME, BundleError
-
-if TYPE_CHECKING:
-    from streamae.core.scoring import ReadingResidual
+from streamae.core.window_score import ReadingResidual
 
 FEATURE_ERROR_NAME = "feature_error"
 _PREFIX = "streamae.feature_error/"  # names of the added nodes and tensors

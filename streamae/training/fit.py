@@ -31,7 +31,8 @@ from streamae import __version__
 from streamae.core.bundle import DECODER, Bundle, write_bundle
 from streamae.core.config import ConfigError, TrainSettings
 from streamae.core.readings import DataError
-from streamae.core.scoring import InputScaler, ReadingResidual, Scorer
+from streamae.core.scoring import InputScaler, Scorer
+from streamae.core.window_score import ReadingResidual
 from streamae.training.calibration import ThresholdRule, calibrate_scorer, score_summary
 from streamae.training.export import (
     PARITY_TOLERANCE,

@@ -9,7 +9,8 @@ import pytest
 
 from streamae.core.bundle import Bundle, ScoreSpec
 from streamae.core.config import ConfigError, TrainSettings
-from streamae.core.scoring import ReadingResidual, Scorer, pool_features
+from streamae.core.scoring import Scorer
+from streamae.core.window_score import ReadingResidual, pool_features
 from streamae.evaluation.inspect import describe_manifest
 from streamae.training.fit import fit
 from streamae.training.manifest_fields import residual_axes, residual_weight

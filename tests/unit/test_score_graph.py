@@ -12,8 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError, ScoreSpec
 from streamae.core.config import VARIANTS, ConfigError, ModelSettings, load_settings
 from streamae.core.score_graph import FEATURE_ERROR_NAME, scoring_graph
-from streamae.core.scoring import Scorer, feature_errors, pool_features, time_weights
+from streamae.core.scoring import Scorer
 from streamae.core.session import with_options
+from streamae.core.window_score import feature_errors, pool_features, time_weights
 
 CPU = ["CPUExecutionProvider"]
 SPECS = {

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamae.core.bundle import ScoreSpec
-from streamae.core.scoring import feature_errors, pool_features, time_weights
+from streamae.core.window_score import feature_errors, pool_features, time_weights
 
 W, F = 8, 3
 
