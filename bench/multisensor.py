@@ -275,7 +275,7 @@ def run_product(method: str, unit: int, work: Path, threads: int) -> dict:
 
 def _describe(manifest: dict) -> str:
     """The bundle's model and score as ``streamae inspect`` names a selection candidate."""
-    from streamae.core.bundle import CandidateSettings
+    from streamae.core.manifest import CandidateSettings
 
     score = {k: v for k, v in manifest.get("score", {}).items() if k in CandidateSettings.model_fields}
     return CandidateSettings(variant=manifest["variant"], window=manifest["window"], **score).describe()

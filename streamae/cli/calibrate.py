@@ -7,8 +7,8 @@ from pathlib import Path
 
 from streamae.cli.common import Subparsers
 from streamae.cli.train import add_train_flags, train_settings
-from streamae.core.bundle import Threshold
 from streamae.core.config import ConfigError, TrainSettings, load_settings
+from streamae.core.manifest import Threshold
 
 # method -> (its parameter's TrainSettings name, that parameter's name in manifest.threshold.params)
 METHOD_PARAMETER = {

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamae.core.bundle import AdaptSpec
+from streamae.core.manifest import AdaptSpec
 
 #: the component of the post-processing state (``core/postprocess.py``) that holds it
 STATE = "adapt"

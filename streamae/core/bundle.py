@@ -1,4 +1,4 @@
-"""Model bundles: ``model.onnx`` plus a strict ``manifest.json``.
+"""Model bundles: ``model.onnx`` plus a strict ``manifest.json`` (its schema: ``manifest.py``).
 
 A bundle is written atomically (a temporary directory, then a rename) and checked on
 load: manifest schema, the manifest's own checksum (``manifest.sha256``: a renamed feature,
@@ -15,14 +15,15 @@ import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
+
+from streamae.core.manifest import FORMAT_VERSION, Manifest
 
 MANIFEST = "manifest.json"
 MANIFEST_CHECKSUM = "manifest.sha256"  # "sha256:<hex>" of manifest.json's exact bytes
 MODEL = "model.onnx"
-FORMAT_VERSION: Final = 2  # 2: threshold calibration record, code output, extras
 INPUT_NAME = "windows"
 OUTPUT_NAME = "reconstruction"
 CODE_NAME = "code"
@@ -31,215 +32,6 @@ DECODER = "decoder.onnx"  # variational bundles: code → reconstruction, for `s
 
 class BundleError(ValueError):
     """A bundle that cannot be used; the message names the file and field."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Scaler(_Strict):
-    """Standardisation applied before the model: ``(x - mean) / scale`` per feature."""
-
-    mean: list[float]
-    scale: list[float]
-
-    @model_validator(mode="after")
-    def _positive(self) -> Scaler:
-        if len(self.mean) != len(self.scale):
-            raise ValueError("mean and scale differ in length")
-        if any(not s > 0 for s in self.scale):
-            raise ValueError("every scale must be > 0")
-        return self
-
-
-class Threshold(_Strict):
-    """The alert threshold and how it was calibrated on held-out normal windows."""
-
-    value: float = Field(gt=0)
-    method: Literal["quantile", "sigma", "pot"] = "quantile"
-    params: dict[str, float] = Field(
-        default_factory=dict, description="what set it: quantile, k, target_far, fitted tail..."
-    )
-    ewma_alpha: float = Field(
-        1.0, gt=0, le=1, description="scores are smoothed per key with this EWMA weight first (1: off)"
-    )
-    calibration_windows: int = Field(ge=1, description="held-out normal windows it was set on")
-
-
-class ScoreSpec(_Strict):
-    """How a window's reconstruction errors become its score (see ``core/scoring.py``)."""
-
-    time_weighting: Literal["uniform", "recent"] = Field(
-        "uniform", description="recent: weights halve every half_life readings back from the newest"
-    )
-    half_life: float | None = Field(None, gt=0, description="readings; None: a quarter of the window")
-    feature_norm: bool = Field(
-        False, description="divide each feature's error by its held-out normal mean before pooling"
-    )
-    feature_pool: Literal["mean", "max"] = "mean"
-    reading_residual: bool = Field(
-        False,
-        description="add to each feature's error its cross-sensor residual in the window's newest "
-        "reading (off a PCA of single training readings), weighted to the same normal size",
-    )
-    residual_center: list[float] = Field(
-        default_factory=list, description="per feature: mean training reading, model input units"
-    )
-    residual_components: list[list[float]] = Field(
-        default_factory=list, description="(F, k) principal axes of single training readings, 1 <= k < F"
-    )
-    residual_weight: list[Annotated[float, Field(ge=0)]] = Field(
-        default_factory=list, description="per feature: window error over residual, held-out normal means"
-    )
-
-
-class PostSpec(_Strict):
-    """Streaming post-processing of window scores per key (see ``core/postprocess.py``)."""
-
-    likelihood: bool = False
-    likelihood_alpha: float = Field(0.001, gt=0, le=1, description="long-run EWMA weight")
-    likelihood_short_alpha: float = Field(0.1, gt=0, le=1, description="recent EWMA weight")
-    likelihood_far: float = Field(1e-3, gt=0, lt=1, description="flag when likelihood > 1 - this")
-    sparse: bool = False
-    record_half_life: float = Field(1000.0, gt=0, description="windows for the record to halve")
-    record_margin: float = Field(0.1, ge=0, description="how far above the record a window must be")
-    range_widen: float | None = Field(None, ge=0, description="range rule on (HTM: 0.05); None: off")
-    range_lo: list[float] = Field(default_factory=list, description="per feature, from training")
-    range_hi: list[float] = Field(default_factory=list)
-    quiet_windows: int = Field(0, ge=0, description="windows of a key not flagged after a flag")
-
-
-class AdaptSpec(_Strict):
-    """Streaming normalisation of each key's readings (see ``core/adapt.py``); off unless
-    ``half_life`` is set."""
-
-    half_life: float | None = Field(
-        None,
-        gt=0,
-        description="windows of a key (stride 1: readings) for its running statistics to halve; None: off",
-    )
-    block: int = Field(32, ge=1, description="windows of a key scored with one set of statistics")
-    rescale: bool = Field(True, description="re-scale as well as re-centre")
-    ref_mean: list[float] = Field(default_factory=list, description="per feature, training readings")
-    ref_std: list[float] = Field(default_factory=list, description="per feature, training readings")
-
-
-class CandidateSettings(_Strict):
-    """What one selection candidate trained and how it scored windows."""
-
-    variant: str
-    window: int = Field(ge=1)
-    code: int | None = None
-    time_weighting: Literal["uniform", "recent"] = "uniform"
-    half_life: float | None = None
-    feature_norm: bool = False
-    feature_pool: Literal["mean", "max"] = "mean"
-    reading_residual: bool = False
-
-    def describe(self) -> str:
-        """``conv w30 (recent, norm, residual)``: the candidate in a few words."""
-        agg = [self.time_weighting + ("" if self.half_life is None else f" {self.half_life:g}")]
-        agg += (["norm"] if self.feature_norm else []) + (["max"] if self.feature_pool == "max" else [])
-        agg += ["residual"] if self.reading_residual else []
-        code = "" if self.code is None else f" code {self.code}"
-        return f"{self.variant} w{self.window}{code} ({', '.join(agg)})"
-
-
-class ValidationScores(_Strict):
-    """A candidate on the faulted validation stream, flagged at its calibrated threshold."""
-
-    f1: float = Field(ge=0, le=1)
-    average_precision: float = Field(ge=0, le=1)
-    precision: float = Field(ge=0, le=1)
-    recall: float = Field(ge=0, le=1)
-    false_alarm_rate_pct: float = Field(ge=0, le=100)
-
-
-class Candidate(_Strict):
-    settings: CandidateSettings
-    scores: ValidationScores
-    threshold: float = Field(gt=0)
-    epochs: int = Field(ge=1)
-    train_seconds: float = Field(ge=0)
-
-
-class Selection(_Strict):
-    """How the bundle's detector was chosen without labels (``training/selection.py``):
-    every candidate on held-out normal readings with synthetic faults injected."""
-
-    search: Literal["quick", "default", "wide"]
-    metric: Literal["f1"] = Field("f1", description="point-wise, at each candidate's calibrated threshold")
-    tie_break: Literal["average_precision"] = "average_precision"
-    fault_kinds: list[str] = Field(min_length=1)
-    seed: int
-    replicas: int = Field(ge=1, description="independent fault placements of the validation readings")
-    faults: int = Field(ge=0, description="faults injected in all")
-    windows: int = Field(ge=0, description="validation readings in all copies, each ending a window")
-    labelled_windows: int = Field(ge=0, description="...of which inside an injected fault")
-    pinned: list[str] = Field(default_factory=list, description="settings the user fixed")
-    candidates: list[Candidate] = Field(min_length=1)
-    chosen: int = Field(ge=0, description="index into candidates")
-
-    @model_validator(mode="after")
-    def _chosen_exists(self) -> Selection:
-        if self.chosen >= len(self.candidates):
-            raise ValueError(f"chosen is {self.chosen}, but there are {len(self.candidates)} candidates")
-        return self
-
-
-class Manifest(_Strict):
-    format_version: Literal[2] = FORMAT_VERSION
-    model_version: str
-    variant: str
-    features: list[str] = Field(min_length=1)
-    window: int = Field(ge=1)
-    stride: int = Field(ge=1)
-    scaler: Scaler
-    loss: Literal["mse", "bce"] = "mse"
-    code_size: int = Field(ge=1, description="width of the graph's 'code' output (latent vector)")
-    threshold: Threshold
-    feature_error_scale: list[Annotated[float, Field(gt=0)]] = Field(
-        description="mean per-feature error on held-out normal windows: ranks contributions "
-        "fairly, and normalises the score when score.feature_norm is set"
-    )
-    score: ScoreSpec = ScoreSpec()
-    postprocess: PostSpec = PostSpec()
-    adapt: AdaptSpec = AdaptSpec()
-    selection: Selection | None = Field(None, description="the search that chose it; None: pinned")
-    metrics: dict[str, float] = {}
-    training: dict[str, Any] = {}
-    created_at: datetime
-    versions: dict[str, str] = {}
-    checksum: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
-    extras: dict[str, Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]] = Field(
-        default_factory=dict,
-        description="further files of the bundle (e.g. decoder.onnx) and their checksums",
-    )
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Manifest:
-        n = len(self.features)
-        if len(set(self.features)) != n:
-            raise ValueError("features contains duplicates")
-        if len(self.scaler.mean) != n:
-            raise ValueError(f"scaler has {len(self.scaler.mean)} entries for {n} features")
-        if len(self.feature_error_scale) != n:
-            raise ValueError(f"feature_error_scale has {len(self.feature_error_scale)} entries")
-        score = self.score
-        if score.reading_residual:
-            rows = score.residual_components
-            k = len(rows[0]) if rows else 0
-            if len(rows) != n or not 1 <= k < n or any(len(r) != k for r in rows):
-                raise ValueError(f"score.residual_components must be {n} rows of k entries, 1 <= k < {n}")
-            if not (len(score.residual_center) == len(score.residual_weight) == n):
-                raise ValueError(f"score.residual_center/residual_weight need {n} entries")
-        post = self.postprocess
-        if post.range_widen is not None and not (len(post.range_lo) == len(post.range_hi) == n):
-            raise ValueError(f"postprocess.range_lo/range_hi need {n} entries for the range rule")
-        adapt = self.adapt
-        if adapt.half_life is not None and not (len(adapt.ref_mean) == len(adapt.ref_std) == n):
-            raise ValueError(f"adapt.ref_mean/ref_std need {n} entries for streaming normalisation")
-        return self
 
 
 class Bundle:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from streamae.core.bundle import PostSpec
+from streamae.core.manifest import PostSpec
 from streamae.core.smoothing import ewma
 
 #: component → key → value; see :func:`new_state`

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamae.core.bundle import ScoreSpec
+from streamae.core.manifest import ScoreSpec
 
 
 def feature_errors(x: np.ndarray, recon: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from streamae.core.bundle import Manifest, Selection, load_bundle
+from streamae.core.bundle import load_bundle
 from streamae.core.config import Settings, load_settings
+from streamae.core.manifest import Manifest, Selection
 from streamae.core.offline import frame_windows, score_windows
 from streamae.core.readings import read_table
 from streamae.core.scoring import Scorer

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streamae.core.bundle import Bundle, Manifest, sha256
+from streamae.core.bundle import Bundle, sha256
 from streamae.core.config import TrainSettings
+from streamae.core.manifest import Manifest
 from streamae.training.history import Split
 
 

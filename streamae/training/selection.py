@@ -50,8 +50,8 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 from tqdm.auto import tqdm
 
-from streamae.core.bundle import CandidateSettings
 from streamae.core.config import TrainSettings
+from streamae.core.manifest import CandidateSettings
 from streamae.core.offline import score_windows
 from streamae.core.readings import DataError
 from streamae.training.candidates import (

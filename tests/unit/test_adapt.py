@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from streamae.core import adapt, postprocess
-from streamae.core.bundle import AdaptSpec
+from streamae.core.manifest import AdaptSpec
 
 F = 2
 SPEC = AdaptSpec(half_life=10, block=4, ref_mean=[1.0, -2.0], ref_std=[2.0, 0.5])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamae.core import postprocess
-from streamae.core.bundle import PostSpec
+from streamae.core.manifest import PostSpec
 
 F = 2
 ALL = PostSpec(

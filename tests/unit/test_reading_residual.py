@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamae.core.bundle import Bundle, ScoreSpec
+from streamae.core.bundle import Bundle
 from streamae.core.config import ConfigError, TrainSettings
+from streamae.core.manifest import ScoreSpec
 from streamae.core.scoring import Scorer
 from streamae.core.window_score import ReadingResidual, pool_features
 from streamae.evaluation.inspect import describe_manifest

@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError, ScoreSpec
+from streamae.core.bundle import CODE_NAME, INPUT_NAME, OUTPUT_NAME, Bundle, BundleError
 from streamae.core.config import VARIANTS, ConfigError, ModelSettings, load_settings
+from streamae.core.manifest import ScoreSpec
 from streamae.core.score_graph import FEATURE_ERROR_NAME, scoring_graph
 from streamae.core.scoring import Scorer
 from streamae.core.session import with_options

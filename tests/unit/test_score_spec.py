@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamae.core.bundle import ScoreSpec
+from streamae.core.manifest import ScoreSpec
 from streamae.core.window_score import feature_errors, pool_features, time_weights
 
 W, F = 8, 3
