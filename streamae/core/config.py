@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_origin
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -24,8 +24,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# re-exported: `from streamae.core.config import ModelSettings` is the public name
+# re-exported: `from streamae.core.config import ModelSettings, TrainSettings` are the public names
 from streamae.core.model_settings import ModelSettings as ModelSettings
+from streamae.core.train_settings import VARIANTS as VARIANTS
+from streamae.core.train_settings import SearchBreadth as SearchBreadth
+from streamae.core.train_settings import ThresholdMethod as ThresholdMethod
+from streamae.core.train_settings import TrainSettings as TrainSettings
+from streamae.core.train_settings import Variant as Variant
 
 ENV_PREFIX = "STREAMAE_"
 ENV_DELIMITER = "__"
@@ -196,118 +201,6 @@ class AlertSettings(_Section):
         if any(not (r >= 0 and r < float("inf")) for r in ratios.values()):
             raise ValueError("every ratio must be a finite number >= 0")
         return ratios
-
-
-# the autoencoder family (streamae.training.models builds them; kept here so settings need no torch)
-Variant = Literal["dense", "denoising", "sparse", "contractive", "variational", "conv", "lstm", "pca"]
-VARIANTS: tuple[str, ...] = get_args(Variant)
-ThresholdMethod = Literal["quantile", "sigma", "pot"]
-
-
-SearchBreadth = Literal["quick", "default", "wide"]
-
-
-class TrainSettings(_Section):
-    """``streamae train`` defaults (``STREAMAE_TRAIN__*``); command-line flags override them.
-
-    ``variant="auto"`` selects the detector on held-out history with injected faults
-    (``streamae.training.selection``); ``streamae train`` does so whenever no variant is set
-    (neither ``--variant`` nor ``STREAMAE_TRAIN__VARIANT``). The field's default, ``dense``,
-    is what :func:`streamae.training.fit.fit` trains when a caller sets no variant. Other
-    fields set by the user (``model_fields_set``: a flag or a variable) are pinned during
-    selection: ``--window 30`` searches variants and score aggregations at window 30 only.
-    """
-
-    variant: Literal[Variant, "auto"] = Field(
-        "dense",
-        description="autoencoder family member; auto: choose one on held-out history with "
-        "injected faults (what `streamae train` does when no variant is set)",
-    )
-    search: SearchBreadth = Field(
-        "default", description="auto: breadth of the search (quick: fewer candidates, wide: more)"
-    )
-    window: int = Field(30, ge=1, description="readings per window")
-    stride: int = Field(1, ge=1, description="new readings between windows")
-    hidden: int | None = Field(None, ge=1, description="hidden width (conv: channels of the first layer)")
-    code: int | None = Field(
-        None, ge=0, description="code size (conv: channels; pca: components, 0 = 95 % variance)"
-    )
-    loss: Literal["mse", "bce"] = Field(
-        "mse", description="bce: inputs min-max scaled to [0, 1], sigmoid out"
-    )
-    epochs: int = Field(60, ge=1, description="maximum; early stopping usually ends sooner")
-    batch_size: int = Field(256, ge=1, description="windows per optimiser step")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    lr_schedule: Literal["plateau", "cosine", "constant"] = Field(
-        "plateau", description="learning rate: halve on a validation plateau, cosine decay, or fixed"
-    )
-    weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay")
-    patience: int = Field(6, ge=1, description="epochs without validation improvement before stopping")
-    noise: float = Field(0.2, ge=0, description="denoising: corruption std (standardised units)")
-    sparsity: float = Field(1e-3, ge=0, description="sparse: L1 weight on the code")
-    contractive: float = Field(1e-3, ge=0, description="contractive: weight of the Jacobian penalty")
-    beta: float = Field(1.0, ge=0, description="variational: weight of the KL term")
-    threshold: ThresholdMethod = Field("quantile", description="calibration method")
-    quantile: float = Field(0.995, gt=0, lt=1, description="quantile method: quantile of normal scores")
-    sigma_k: float = Field(4.0, gt=0, description="sigma method: mean + k·std")
-    target_far: float = Field(1e-3, gt=0, lt=1, description="pot method: false-alarm probability per window")
-    ewma_alpha: float = Field(
-        1.0, gt=0, le=1, description="smooth scores per key before the threshold (1: off)"
-    )
-    time_weighting: Literal["uniform", "recent"] = Field(
-        "uniform", description="window score: errors weighted evenly, or halving every half-life back"
-    )
-    half_life: float | None = Field(None, gt=0, description="recent weighting: readings (default window/4)")
-    feature_norm: bool = Field(
-        False, description="window score: each feature's error over its held-out normal mean"
-    )
-    feature_pool: Literal["mean", "max"] = Field("mean", description="window score across features")
-    reading_residual: bool = Field(
-        False,
-        description="window score: add each feature's cross-sensor residual in the newest reading "
-        "(a PCA of single readings; needs 2 or more features)",
-    )
-    sparse: bool = Field(
-        False, description="post-processing: report a window only when it breaks its key's record"
-    )
-    record_half_life: float = Field(1000.0, gt=0, description="sparse: windows for the record to halve")
-    range_widen: float | None = Field(
-        None,
-        ge=0,
-        description="post-processing: flag readings outside the key's running range widened by this",
-    )
-    likelihood: bool = Field(False, description="post-processing: HTM-style anomaly likelihood of the scores")
-    quiet_windows: int = Field(0, ge=0, description="post-processing: windows not flagged after a flag")
-    adapt_half_life: float | None = Field(
-        None,
-        gt=0,
-        description="streaming normalisation: windows (stride 1: readings) for each key's running "
-        "mean and variance (learned from windows not flagged) to halve; None: off",
-    )
-    adapt_block: int = Field(32, ge=1, description="streaming normalisation: windows per update of a key")
-    adapt_rescale: bool = Field(True, description="streaming normalisation: re-scale as well as re-centre")
-    seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
-    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
-    threads: int = Field(
-        1,
-        ge=0,
-        description="CPU threads torch trains with (0: torch's default); these small models "
-        "train fastest on one, and several threads contend badly on a busy machine",
-    )
-
-    @field_validator("code")
-    @classmethod
-    def _code_zero_is_pca_only(cls, code: int | None, info: ValidationInfo) -> int | None:
-        if code == 0 and info.data.get("variant") != "pca":
-            raise ValueError("0 (components for 95 % of the variance) is for pca only; networks need >= 1")
-        return code
-
-    @field_validator("loss")
-    @classmethod
-    def _bce_needs_a_network(cls, loss: str, info: ValidationInfo) -> str:
-        if loss == "bce" and info.data.get("variant") == "pca":
-            raise ValueError("pca reconstructs linearly; bce needs a network with a sigmoid output")
-        return loss
 
 
 class Settings(BaseSettings):
