@@ -90,6 +90,19 @@ def test_a_newest_reading_off_the_sensors_correlation_scores_far_higher_with_the
     assert rise[True] > 2.0 and rise[True] > 2 * rise[False]
 
 
+def test_a_window_scores_the_same_in_any_micro_batch(trained):
+    """The daemon scores whatever windows a micro-batch holds: the residual's matrix products
+    must not make a window's score depend on its neighbours."""
+    bundles, x = trained
+    scorer = Scorer(bundles[True], CPU)
+    windows = np.stack([x[i : i + WINDOW] for i in range(500, 537)]).astype(np.float32)
+    whole = scorer.score(windows)
+    for size in (1, 2, 7):
+        parts = [scorer.score(windows[i : i + size]) for i in range(0, len(windows), size)]
+        np.testing.assert_array_equal(np.concatenate([p.scores for p in parts]), whole.scores)
+        np.testing.assert_array_equal(np.concatenate([p.feature_errors for p in parts]), whole.feature_errors)
+
+
 def test_inspect_says_the_score_adds_the_residual(trained):
     bundles, _ = trained
     text = describe_manifest(bundles[True].manifest)
