@@ -7,7 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 FORMAT_VERSION: Final = 2  # 2: threshold calibration record, code output, extras
 
@@ -46,7 +53,7 @@ class Threshold(_Strict):
 
 
 class ScoreSpec(_Strict):
-    """How a window's reconstruction errors become its score (see ``core/scoring.py``)."""
+    """How a window's reconstruction errors become its score (see ``core/window_score.py``)."""
 
     time_weighting: Literal["uniform", "recent"] = Field(
         "uniform", description="recent: weights halve every half_life readings back from the newest"
@@ -70,6 +77,33 @@ class ScoreSpec(_Strict):
     residual_weight: list[Annotated[float, Field(ge=0)]] = Field(
         default_factory=list, description="per feature: window error over residual, held-out normal means"
     )
+
+    @model_validator(mode="after")
+    def _residual_complete(self) -> ScoreSpec:
+        given = [f for f in _RESIDUAL_FIELDS if getattr(self, f)]
+        if not self.reading_residual:
+            if given:
+                raise ValueError(f"{', '.join(given)} given, but reading_residual is false")
+            return self
+        missing = [f for f in _RESIDUAL_FIELDS if not getattr(self, f)]
+        if missing:
+            raise ValueError(f"reading_residual needs {', '.join(missing)}")
+        widths = sorted({len(row) for row in self.residual_components})
+        if widths[0] < 1 or len(widths) > 1:
+            raise ValueError(f"residual_components rows must have one width k >= 1, found widths {widths}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _residual_only_when_on(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a bundle without the residual stays readable by a daemon that predates it
+        data: dict[str, Any] = handler(self)
+        if not self.reading_residual:
+            for name in ("reading_residual", *_RESIDUAL_FIELDS):
+                data.pop(name, None)
+        return data
+
+
+_RESIDUAL_FIELDS = ("residual_center", "residual_components", "residual_weight")
 
 
 class PostSpec(_Strict):
@@ -206,12 +240,14 @@ class Manifest(_Strict):
             raise ValueError(f"feature_error_scale has {len(self.feature_error_scale)} entries")
         score = self.score
         if score.reading_residual:
-            rows = score.residual_components
-            k = len(rows[0]) if rows else 0
-            if len(rows) != n or not 1 <= k < n or any(len(r) != k for r in rows):
-                raise ValueError(f"score.residual_components must be {n} rows of k entries, 1 <= k < {n}")
-            if not (len(score.residual_center) == len(score.residual_weight) == n):
-                raise ValueError(f"score.residual_center/residual_weight need {n} entries")
+            rows, k = len(score.residual_components), len(score.residual_components[0])
+            if rows != n or k >= n:
+                raise ValueError(
+                    f"score.residual_components is {rows} x {k}; {n} features need {n} rows of k < {n}"
+                )
+            for name in ("residual_center", "residual_weight"):
+                if len(getattr(score, name)) != n:
+                    raise ValueError(f"score.{name} has {len(getattr(score, name))} entries for {n} features")
         post = self.postprocess
         if post.range_widen is not None and not (len(post.range_lo) == len(post.range_hi) == n):
             raise ValueError(f"postprocess.range_lo/range_hi need {n} entries for the range rule")

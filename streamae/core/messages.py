@@ -77,7 +77,7 @@ class ScoreMessage(_Message):
         description="what meets the threshold: raw_score, EWMA-smoothed per key if the bundle says so",
     )
     raw_score: float = Field(
-        ge=0, description="mean squared reconstruction error of the window (scaled units)"
+        ge=0, description="the window's pooled reconstruction error (scaled units; see docs/models.md)"
     )
     threshold: float
     is_anomaly: bool

@@ -110,10 +110,11 @@ def _residual_nodes(
     less the centre (``ReadingResidual.add_to`` on the host)."""
     n = _PREFIX + "residual/"
     consts[n + "newest"] = np.array(-1, dtype=np.int64)  # a scalar index drops the time axis
-    consts[n + "center"] = r.center
-    consts[n + "components"] = r.components
-    consts[n + "components_t"] = np.ascontiguousarray(r.components.T)
-    consts[n + "weight"] = r.weight
+    components = np.asarray(r.components, np.float32)  # the graph is float32 throughout
+    consts[n + "center"] = np.asarray(r.center, np.float32)
+    consts[n + "components"] = components
+    consts[n + "components_t"] = np.ascontiguousarray(components.T)
+    consts[n + "weight"] = np.asarray(r.weight, np.float32)
 
     def node(op: str, inputs: list[str], output: str) -> onnx.NodeProto:
         return helper.make_node(op, inputs, [output], name=output)
@@ -129,5 +130,5 @@ def _residual_nodes(
         node("Sub", [n + "centred", n + "on_axes"], n + "off_axes"),
         node("Mul", [n + "off_axes", n + "off_axes"], n + "squared"),
         node("Mul", [n + "squared", n + "weight"], n + "weighted"),
-        node("Add", [window_error, n + "weighted"], FEATURE_ERROR_NAME),
+        helper.make_node("Add", [window_error, n + "weighted"], [FEATURE_ERROR_NAME], name=n + "add"),
     ]

@@ -40,7 +40,7 @@ CLIP_SIGMAS = 1e6
 @dataclass(frozen=True)
 class ScoreBatch:
     scores: np.ndarray  # float64 (m,)
-    feature_errors: np.ndarray  # float32 (m, F), mean squared error per feature
+    feature_errors: np.ndarray  # float32 (m, F), per feature (window_score.py says how)
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -28,7 +28,7 @@ def feature_errors(x: np.ndarray, recon: np.ndarray, weights: np.ndarray | None 
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # array fields: no element-wise __eq__
 class ReadingResidual:
     """The cross-sensor residual of a window's newest reading: its part off the principal
     axes of single training readings, squared per feature and weighted so that, on held-out

@@ -35,7 +35,7 @@ class Scored:
 
     windows: Windows
     score: np.ndarray  # float64: what meets the threshold (smoothed when the bundle says so)
-    raw: np.ndarray  # float64: the mean squared reconstruction error
+    raw: np.ndarray  # float64: the window's pooled error (before smoothing and post-processing)
     top: np.ndarray  # int (m, k): indices of the top features
     share: np.ndarray  # float (m, k): their shares of the error
 

@@ -9,7 +9,7 @@ gives a candidate's concrete training settings. How they are judged: ``selection
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streamae.core.config import TrainSettings
@@ -123,16 +123,21 @@ def plan(cfg: TrainSettings, pinned: Sequence[str] = ()) -> Search:
     return Search(tuple(models), tuple(scores))
 
 
-def scores_for_window(scores: Sequence[ScoreChoice], window: int, n_features: int) -> list[ScoreChoice]:
-    """Score choices that differ for this window length (one reading has no time weighting,
-    and its own cross-sensor residual is what a per-reading PCA already scores) and can be
-    computed for this many features (a residual across sensors needs two)."""
+def scores_for_window(
+    scores: Sequence[ScoreChoice], window: int, n_features: int, pinned: Sequence[str] = ()
+) -> list[ScoreChoice]:
+    """Score choices that differ for this window length and can be computed for this many
+    features: one reading has no time weighting, and its own cross-sensor residual is what a
+    per-reading PCA already scores (kept when the user ``pinned`` it); a single feature has
+    no residual across sensors."""
     out: list[ScoreChoice] = []
     for s in scores:
         if window == 1:
-            s = ScoreChoice("uniform", s.feature_norm, s.feature_pool, None)
-        elif n_features < 2:
-            s = ScoreChoice(s.time_weighting, s.feature_norm, s.feature_pool, s.half_life)
+            s = replace(s, time_weighting="uniform", half_life=None)
+            if "reading_residual" not in pinned:
+                s = replace(s, reading_residual=False)
+        if n_features < 2:
+            s = replace(s, reading_residual=False)
         if s not in out:
             out.append(s)
     return out

@@ -73,8 +73,9 @@ def faulted_validation(
     replicas: int = REPLICAS,
 ) -> FaultedStream:
     """Readings with ``after < ts <= until`` of each key, ``replicas`` times (more while
-    fewer than :data:`MIN_FAULTS` faults fit: short histories hold one fault per copy, and
-    a choice made on a handful of faults is mostly chance), each with its own faults
+    fewer than :data:`MIN_FAULTS` faults are planned: short histories hold one fault per
+    copy, and a choice made on a handful of faults is mostly chance; a planned fault too long
+    for the free rows is skipped, so slightly fewer may be injected), each with its own faults
     (:func:`faults.inject`; between two, ``context`` normal readings, at least
     :data:`MIN_MARGIN`); ``context`` clean readings of the key go before each copy."""
     frames, labels, judged, clean = [], [], [], []

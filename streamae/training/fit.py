@@ -31,8 +31,7 @@ from streamae import __version__
 from streamae.core.bundle import DECODER, Bundle, write_bundle
 from streamae.core.config import ConfigError, TrainSettings
 from streamae.core.readings import DataError
-from streamae.core.scoring import InputScaler, Scorer
-from streamae.core.window_score import ReadingResidual
+from streamae.core.scoring import Scorer
 from streamae.training.calibration import ThresholdRule, calibrate_scorer, score_summary
 from streamae.training.export import (
     PARITY_TOLERANCE,
@@ -47,8 +46,7 @@ from streamae.training.manifest_fields import (
     adapt,
     model_fields,
     postprocess,
-    residual_axes,
-    residual_weight,
+    reading_residual,
     training_record,
     unwritten,
 )
@@ -97,6 +95,7 @@ def fit(
         return select_and_fit(frame, out_dir, cfg, source, progress)
     check_device(cfg)
     prep = prepare(frame, cfg, source)
+    check_features(cfg, prep.features, source)
     trained = train_exported(prep, cfg, progress)
     calibrated = calibrate_trained(prep, trained, cfg, Path(out_dir), source)
     return write_trained(prep, trained, calibrated, cfg, out_dir, source)
@@ -105,6 +104,12 @@ def fit(
 def check_device(cfg: TrainSettings) -> None:
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: no CUDA device is available to PyTorch here")
+
+
+def check_features(cfg: TrainSettings, features: list[str], source: str) -> None:
+    """Refuse, before any training, settings the history's features cannot serve."""
+    if cfg.reading_residual and len(features) < 2:
+        raise ConfigError(f"{source}: --reading-residual needs 2 or more features, there is 1")
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ def calibrate_trained(
     unscaled = Scorer(unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
     val_errors = unscaled.score(windows.data[split.val]).feature_errors
     if cfg.reading_residual:
-        fields["score"].update(_residual(prep, val_errors, source))
+        fields["score"].update(reading_residual(prep, val_errors))
         unscaled = Scorer(unwritten(out_dir, model_bytes, fields, cfg.ewma_alpha), ["CPUExecutionProvider"])
         val_errors = unscaled.score(windows.data[split.val]).feature_errors
     fields["feature_error_scale"] = np.maximum(val_errors.mean(axis=0), 1e-12).tolist()
@@ -191,23 +196,6 @@ def calibrate_trained(
             f"{source}: threshold calibration on {int(split.calib.sum())} windows failed: {exc}"
         ) from None
     return Calibrated(fields, cal_scores)
-
-
-def _residual(prep: Prepared, val_errors: np.ndarray, source: str) -> dict[str, Any]:
-    """The score fields of the cross-sensor residual: principal axes of the training readings,
-    and weights that make it as large as the window error ``val_errors`` on held-out windows."""
-    if len(prep.features) < 2:
-        raise ConfigError(f"{source}: --reading-residual needs 2 or more features, there is 1")
-    values = prep.hist.readings.values[prep.train_rows]
-    train = InputScaler(prep.center, prep.scale)(values[:, None, :])[:, 0, :]
-    axes = residual_axes(train.astype(np.float64))
-    unit = ReadingResidual(
-        np.asarray(axes["residual_center"], np.float32),
-        np.asarray(axes["residual_components"], np.float32),
-        np.ones(len(prep.features), np.float32),
-    )
-    residuals = unit.squared(prep.x[prep.split.val][:, -1, :])
-    return {"reading_residual": True, **axes, "residual_weight": residual_weight(val_errors, residuals)}
 
 
 def write_trained(

@@ -18,7 +18,9 @@ import pandas as pd
 from streamae.core.bundle import Bundle, sha256
 from streamae.core.config import TrainSettings
 from streamae.core.manifest import Manifest
-from streamae.training.history import Split
+from streamae.core.scoring import InputScaler
+from streamae.core.window_score import ReadingResidual
+from streamae.training.history import Prepared, Split
 
 
 def model_fields(
@@ -43,6 +45,22 @@ def model_fields(
     }
 
 
+def reading_residual(prep: Prepared, val_errors: np.ndarray) -> dict[str, Any]:
+    """The score fields of the cross-sensor residual: principal axes of the training readings,
+    and weights that make it as large as the window errors ``val_errors`` ``(m, F)`` of the
+    validation windows."""
+    values = prep.hist.readings.values[prep.train_rows]
+    train = InputScaler(prep.center, prep.scale)(values[:, None, :])[:, 0, :]
+    axes = residual_axes(train.astype(np.float64))
+    unit = ReadingResidual(
+        np.asarray(axes["residual_center"], np.float32),
+        np.asarray(axes["residual_components"], np.float32),
+        np.ones(len(prep.features), np.float32),
+    )
+    residuals = unit.squared(prep.x[prep.split.val][:, -1, :])
+    return {"reading_residual": True, **axes, "residual_weight": residual_weight(val_errors, residuals)}
+
+
 RESIDUAL_VARIANCE = 0.95  # the principal axes kept: those explaining this share of the variance
 
 
@@ -65,9 +83,11 @@ def residual_axes(train_readings: np.ndarray) -> dict[str, Any]:
 
 def residual_weight(window_errors: np.ndarray, residuals: np.ndarray) -> list[float]:
     """Per feature, the held-out normal mean window error over the mean squared residual, so
-    both parts weigh alike; the residual's mean is floored at a millionth of the error's."""
+    both parts weigh alike. The residual's mean is floored at a thousandth of the error's: a
+    feature the kept axes explain almost exactly would otherwise get a weight so large that
+    rounding in production decided its score."""
     err = np.maximum(window_errors.mean(axis=0, dtype=np.float64), 1e-12)
-    res = np.maximum(residuals.mean(axis=0, dtype=np.float64), 1e-6 * err)
+    res = np.maximum(residuals.mean(axis=0, dtype=np.float64), 1e-3 * err)
     out: list[float] = (err / res).tolist()
     return out
 

@@ -71,6 +71,7 @@ from streamae.training.fit import (
     TrainResult,
     calibrate_trained,
     check_device,
+    check_features,
     fit,
     train_exported,
     write_trained,
@@ -156,6 +157,7 @@ def select_and_fit(
         raise DataError(errors[0])
     models = [m for m in search.models if m.window in preps]
     ref = next(iter(preps.values()))
+    check_features(cfg, ref.features, source)
     # the validation readings of every window length's split: after the last reading any
     # candidate trains on, up to where the first calibration window of any candidate starts
     after = max(float(p.hist.windows.end_ts[p.split.train].max()) for p in preps.values())
@@ -168,7 +170,7 @@ def select_and_fit(
     with _quiet("streamae.core.scoring"):  # a scorer per candidate: no providers line each
         for m in bar:
             bar.set_postfix_str(f"{m.variant} w{m.window}")
-            found = judge_model(m, preps[m.window], cfg, search.scores, stream, out_dir, source)
+            found = judge_model(m, preps[m.window], cfg, search.scores, stream, out_dir, source, pinned)
             judged.extend(found)
             msg = f"{m.variant} w{m.window}: " + "; ".join(
                 f"{_name(j.entry)} F1 {j.entry['scores']['f1']:.3f}" for j in found
@@ -206,15 +208,16 @@ def judge_model(
     stream: FaultedStream,
     out_dir: Path,
     source: str,
+    pinned: Sequence[str] = (),
 ) -> list[_Judged]:
     """Train one model and judge each way of scoring it on the faulted validation stream,
-    every one calibrated exactly as ``fit`` calibrates."""
+    every one calibrated exactly as ``fit`` calibrates (``pinned``: the fields the user set)."""
     started = time.perf_counter()
     trained = train_exported(prep, candidate_settings(cfg, m, ScoreChoice()), progress=False)
     train_s = time.perf_counter() - started
     windows, labels = stream.windows(prep.features, m.window, cfg.stride)
     out = []
-    for s in scores_for_window(score_choices, m.window, len(prep.features)):
+    for s in scores_for_window(score_choices, m.window, len(prep.features), pinned):
         c_cfg = candidate_settings(cfg, m, s)
         cal = calibrate_trained(prep, trained, c_cfg, out_dir, source)
         scorer = cal.scorer(out_dir, trained.model_bytes)

@@ -58,7 +58,7 @@ def test_tampered_model_fails_on_checksum(copy):
         ({"threshold__value": float("inf")}, "threshold.value"),
         ({"scaler__mean": [float("nan"), 0, 0, 0, 0]}, "scaler.mean.0"),
         ({"feature_error_scale": [0, 1, 1, 1, 1]}, "feature_error_scale.0"),
-        ({"score__reading_residual": True}, "score.residual_components must be 5 rows"),
+        ({"score__reading_residual": True}, "reading_residual needs residual_center, residual_components"),
         ({"score__residual_weight": [-1.0]}, "score.residual_weight.0"),
     ],
 )

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from streamae.core.bundle import Bundle
 from streamae.core.config import ConfigError, TrainSettings
@@ -57,7 +60,7 @@ def test_the_axes_explain_most_of_the_variance_and_leave_a_residual():
 def test_weights_make_the_residual_as_large_as_the_window_error_on_normal_windows():
     errors = np.array([[2.0, 4.0], [4.0, 8.0]])
     residuals = np.array([[1.0, 0.0], [1.0, 0.0]])  # the second sensor's residual is always 0
-    assert residual_weight(errors, residuals) == pytest.approx([3.0, 1e6])
+    assert residual_weight(errors, residuals) == pytest.approx([3.0, 1e3])  # floored: see its docstring
 
 
 def test_training_writes_the_residual_and_the_graph_adds_it(trained):
@@ -75,7 +78,51 @@ def test_training_writes_the_residual_and_the_graph_adds_it(trained):
     np.testing.assert_allclose(got.feature_errors, want, rtol=2e-5, atol=1e-9)
     scale = np.asarray(resid.manifest.feature_error_scale, np.float32)
     np.testing.assert_allclose(got.scores, pool_features(want, spec, scale), rtol=2e-5)
-    assert without.score(windows).feature_errors.shape == got.feature_errors.shape
+    assert (got.feature_errors >= window_part).all() and (got.feature_errors > window_part).mean() > 0.9
+    # on normal windows the residual part is about as large as the window part, by its weights
+    ratio = (got.feature_errors - window_part).mean(axis=0) / window_part.mean(axis=0)
+    assert 0.3 < float(np.median(ratio)) < 3.0
+    assert without.score(windows).feature_errors.mean() < got.feature_errors.mean()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"variant": "pca", "time_weighting": "recent", "feature_norm": True, "feature_pool": "max"},
+        {"variant": "dense", "loss": "bce", "epochs": 2},  # min-max scaled inputs: not centred
+    ],
+)
+def test_the_graph_adds_the_residual_on_every_branch(settings, tmp_path):
+    frame, x = _correlated(1500, seed=3)
+    cfg = TrainSettings(window=WINDOW, seed=1, reading_residual=True, **settings)
+    bundle = fit(frame, tmp_path / "b", cfg, progress=False).bundle
+    scorer = Scorer(bundle, CPU)
+    windows = np.stack([x[i : i + WINDOW] for i in range(1000, 1064)]).astype(np.float32)
+    window_part = Scorer(_without_residual(bundle), CPU).score(windows).feature_errors
+    want = ReadingResidual.of(bundle.manifest.score).add_to(window_part, scorer.scale(windows))  # type: ignore[union-attr]
+    np.testing.assert_allclose(scorer.score(windows).feature_errors, want, rtol=2e-5, atol=1e-9)
+
+
+def test_the_manifest_records_the_residual_only_when_it_is_on(trained):
+    bundles, _ = trained
+    plain = json.loads((bundles[False].path / "manifest.json").read_text())["score"]
+    assert not any("residual" in k for k in plain)  # a daemon that predates it still reads it
+    resid = json.loads((bundles[True].path / "manifest.json").read_text())["score"]
+    assert resid["reading_residual"] is True and len(resid["residual_weight"]) == 6
+
+
+def test_a_score_spec_refuses_half_a_residual():
+    with pytest.raises(ValidationError, match="residual_weight given, but reading_residual is false"):
+        ScoreSpec(residual_weight=[1.0, 1.0])
+    with pytest.raises(ValidationError, match="reading_residual needs residual_weight"):
+        ScoreSpec(reading_residual=True, residual_center=[0.0, 0.0], residual_components=[[1.0], [0.0]])
+    with pytest.raises(ValidationError, match="one width k >= 1"):
+        ScoreSpec(
+            reading_residual=True,
+            residual_center=[0.0, 0.0],
+            residual_components=[[1.0], [0.0, 1.0]],
+            residual_weight=[1.0, 1.0],
+        )
 
 
 def test_a_newest_reading_off_the_sensors_correlation_scores_far_higher_with_the_residual(trained):
@@ -117,5 +164,8 @@ def test_one_feature_has_no_cross_sensor_residual(tmp_path):
 
 
 def _without_residual(bundle: Bundle) -> Bundle:
-    score = ScoreSpec.model_validate({**bundle.manifest.score.model_dump(), "reading_residual": False})
+    fields = bundle.manifest.score.model_dump(
+        exclude={"residual_center", "residual_components", "residual_weight"}
+    )
+    score = ScoreSpec.model_validate({**fields, "reading_residual": False})
     return Bundle(bundle.path, bundle.manifest.model_copy(update={"score": score}), bundle.model_bytes)

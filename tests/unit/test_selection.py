@@ -11,7 +11,7 @@ import torch
 
 from streamae.cli import main
 from streamae.core.bundle import load_bundle
-from streamae.core.config import VARIANTS, TrainSettings
+from streamae.core.config import VARIANTS, ConfigError, TrainSettings
 from streamae.training import candidates, faults, selection
 from streamae.training.candidates import ModelChoice, ScoreChoice, Search, plan
 from streamae.training.faulted_stream import MIN_FAULTS, REPLICAS, FaultedStream
@@ -148,6 +148,25 @@ def test_plan_keeps_what_the_user_pinned():
     assert candidates.scores_for_window([resid], 1, 3) == [ScoreChoice()]
     assert candidates.scores_for_window([resid, ScoreChoice("recent")], 10, 1) == [ScoreChoice("recent")]
     assert candidates.scores_for_window([resid], 10, 2) == [resid]
+    pinned = candidates.scores_for_window([resid], 1, 3, ["reading_residual"])
+    assert pinned == [ScoreChoice(reading_residual=True)]  # what the user pins is kept
+
+
+def test_residual_candidates_are_judged_and_a_pinned_residual_needs_two_features(
+    history, tmp_path, monkeypatch
+):
+    search = Search((ModelChoice("pca", 5, 1),), (ScoreChoice(), ScoreChoice(reading_residual=True)))
+    monkeypatch.setattr(candidates, "SEARCHES", {name: search for name in ("quick", "default", "wide")})
+    result = select_and_fit(history, tmp_path / "r", TrainSettings(variant="auto"), progress=False)
+    sel = result.bundle.manifest.selection
+    assert [c.settings.reading_residual for c in sel.candidates] == [False, True]
+    assert all(0 <= c.scores.f1 <= 1 and c.threshold > 0 for c in sel.candidates)
+    won = sel.candidates[sel.chosen].settings.reading_residual
+    assert result.bundle.manifest.score.reading_residual == won
+    one = history[["timestamp", "key", "a"]]
+    cfg = TrainSettings(variant="auto", reading_residual=True)
+    with pytest.raises(ConfigError, match="--reading-residual needs 2 or more features"):
+        select_and_fit(one, tmp_path / "one", cfg, progress=False)
 
 
 @pytest.mark.parametrize("search", ["quick", "default", "wide"])
