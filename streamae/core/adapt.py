@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from streamae.core.groups import ranks
 from streamae.core.manifest import AdaptSpec
 
 #: the component of the post-processing state (``core/postprocess.py``) that holds it
@@ -82,7 +83,7 @@ class Adapter:
         keep = ~np.asarray(flagged, dtype=bool)
         # a scan over the position within each key, vectorised across keys: every reading is
         # learned by the same operations whatever the batches, so the results are identical
-        rank = _ranks(codes)
+        rank = ranks(codes)
         by_rank = np.argsort(rank, kind="stable")
         bounds = np.flatnonzero(np.diff(rank[by_rank])) + 1
         d = self.decay
@@ -107,21 +108,10 @@ class Adapter:
             saved[name] = row
 
 
-def _ranks(codes: np.ndarray) -> np.ndarray:
-    """Each row's position among the rows of its key (rows in stream order)."""
-    order = np.argsort(codes, kind="stable")
-    g = codes[order]
-    first = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[first, len(g)])
-    rank = np.empty(len(g), dtype=np.int64)
-    rank[order] = np.arange(len(g)) - np.repeat(first, sizes)
-    return rank
-
-
 def levels(codes: np.ndarray, seen: np.ndarray, block: int) -> np.ndarray:
     """For windows of keys ``codes`` in stream order, whose keys have seen ``seen`` windows
     before: how many block boundaries of its key lie between the batch's start and each
     window (0: the block its key is in now)."""
     start = seen[codes]
-    out: np.ndarray = (start + _ranks(codes)) // block - start // block
+    out: np.ndarray = (start + ranks(codes)) // block - start // block
     return out

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from streamae.core.groups import positions
 from streamae.core.manifest import PostSpec
 from streamae.core.smoothing import ewma
 
@@ -97,20 +98,13 @@ def _likelihood(spec: PostSpec, keys: np.ndarray, ratio: np.ndarray, state: Post
     return out
 
 
-def _positions(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each row within its (contiguous) group, and the first row of each group."""
-    first = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    sizes = np.diff(np.r_[first, len(group)])
-    return np.arange(len(group)) - np.repeat(first, sizes), first
-
-
 def _record_high(
     spec: PostSpec, group: np.ndarray, names: list[str], ratio: np.ndarray, state: PostState
 ) -> np.ndarray:
     # in log space a record decaying by λ per window is a running max of v_j + jλ, less tλ
     lam = math.log(2.0) / spec.record_half_life
     v = np.log(np.maximum(ratio, _FLOOR))
-    t, first = _positions(group)
+    t, first = positions(group)
     w = v + t * lam
     records = state["record"]
     seed = np.array([records.get(names[g], -np.inf) for g in group[first]]) - lam
@@ -138,7 +132,7 @@ def _range_rule(
 ) -> np.ndarray:
     widen = float(spec.range_widen or 0.0)
     lo_state, hi_state = state["lo"], state["hi"]
-    _, first = _positions(group)
+    _, first = positions(group)
     f = newest.shape[1]
     seed_lo = np.array([lo_state.get(names[g], spec.range_lo) for g in group[first]], dtype=np.float64)
     seed_hi = np.array([hi_state.get(names[g], spec.range_hi) for g in group[first]], dtype=np.float64)
@@ -169,7 +163,7 @@ def _quiet(
 ) -> np.ndarray:
     """Flags are rare, so walking the flagged rows in Python costs little."""
     left = state["quiet"]
-    t, first = _positions(group)
+    t, first = positions(group)
     out: np.ndarray = ratio.copy()
     held = np.array([left.get(names[g], 0) for g in group], dtype=np.int64)
     # rows still inside the quiet period carried over from earlier batches

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from streamae.core.groups import group_ranks
 from streamae.core.readings import Readings
 
 _INITIAL_SLOTS = 64
@@ -70,13 +71,6 @@ class Discarded:
 
     def __len__(self) -> int:
         return len(self.readings)
-
-
-def _group_ranks(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For groups of ``sizes``: the group of each element and its rank within the group."""
-    group = np.repeat(np.arange(len(sizes)), sizes)
-    starts = np.cumsum(sizes) - sizes
-    return group, np.arange(int(sizes.sum())) - starts[group]
 
 
 class WindowStore:
@@ -179,7 +173,7 @@ class WindowStore:
         """Drop what ``slots`` hold; keep their never-covered readings as discarded."""
         u = self._uncovered(self._seen[slots], self._held[slots])
         if u.any():
-            group, rank = _group_ranks(u)
+            group, rank = group_ranks(u)
             sl, col = slots[group], (self._held[slots] - u)[group] + rank
             reason = [reasons[g] for g in group.tolist()]
             self._discard(
@@ -225,7 +219,8 @@ class WindowStore:
         # a silence is measured from the key's latest time so far, not from the previous
         # reading: one reading stamped far in the past is windowed as it comes, and the next
         # one does not look like the end of a long silence
-        latest = pd.Series(ts).groupby(slot).cummax().to_numpy()
+        rising = bool(np.all((ts[1:] >= ts[:-1]) | first[1:]))  # the usual case: no running max to take
+        latest = ts if rising else pd.Series(ts).groupby(slot).cummax().to_numpy()
         latest = np.maximum(latest, self._last_ts[slot])
         prev = np.empty_like(ts)
         prev[1:] = latest[:-1]
@@ -257,7 +252,7 @@ class WindowStore:
         rts = np.empty(n_rows, np.float64)
         roffs = np.empty(n_rows, np.int64)
         rindex = np.empty(n_rows, np.int32)
-        g, k = _group_ranks(held)
+        g, k = group_ranks(held)
         rows = base[g] + k
         values[rows], rts[rows], roffs[rows], rindex[rows] = (
             self._values[seg[g], k],
@@ -265,7 +260,7 @@ class WindowStore:
             self._offsets[seg[g], k],
             self._index[seg[g], k],
         )
-        g, k = _group_ranks(new)
+        g, k = group_ranks(new)
         rows = base[g] + held[g] + k
         values[rows], rts[rows], roffs[rows] = readings.values[order], ts, readings.offsets[order]
         rindex[rows] = readings.indices()[order]
@@ -276,7 +271,7 @@ class WindowStore:
         cut = np.append(seg[1:] == seg[:-1], False)
         u = self._uncovered(seen[cut], length[cut]) if cut.any() else cut[:0]
         if u.any():
-            g, k = _group_ranks(u)
+            g, k = group_ranks(u)
             rows = (base[cut] + length[cut] - u)[g] + k
             why = reason_at[starts[1:][cut[:-1]]]
             self._discard(
@@ -288,7 +283,7 @@ class WindowStore:
         # the last segment of each key is what its slot holds from now on
         last = ~cut
         keep = np.minimum(length[last], self.window - 1)
-        g, k = _group_ranks(keep)
+        g, k = group_ranks(keep)
         rows = (base[last] + length[last] - keep)[g] + k
         dst = seg[last]
         self._values[dst[g], k], self._ts[dst[g], k], self._offsets[dst[g], k], self._index[dst[g], k] = (
@@ -306,7 +301,7 @@ class WindowStore:
         first_end = np.maximum(w, seen0 + 1)
         first_end += (w - first_end) % s
         n_ends = np.where(first_end <= seen, (seen - first_end) // s + 1, 0)
-        g, k = _group_ranks(n_ends)
+        g, k = group_ranks(n_ends)
         end_row = base[g] + held[g] + (first_end[g] + s * k - seen0[g]) - 1
         by_stream = np.argsort(place[end_row], kind="stable")
         end_row, g = end_row[by_stream], g[by_stream]
