@@ -155,16 +155,7 @@ class Scorer:
         errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]
-            single = len(chunk) == 1
-            if single:
-                # ONNX Runtime computes a single row by another kernel (a matrix-vector product)
-                # whose rounding differs: scored as two rows, a window gets the same score
-                # whatever batch it comes in
-                chunk = np.concatenate([chunk, chunk])
-            out = np.empty((2, x.shape[2]), np.float32) if single else errors[lo : lo + len(chunk)]
-            self._runner.feature_errors(chunk, out)
-            if single:
-                errors[lo] = out[0]
+            self._runner.feature_errors(chunk, errors[lo : lo + len(chunk)])
         return ScoreBatch(pool_features(errors, self.manifest.score, self._error_scale), errors)
 
     def decision_function(self, windows: np.ndarray) -> np.ndarray:

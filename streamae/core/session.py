@@ -119,7 +119,14 @@ class ScoringSession:
 
     def feature_errors(self, chunk: np.ndarray, out: np.ndarray) -> None:
         """Per-feature errors of scaled windows ``chunk`` (at most ``max_batch``) into ``out``."""
-        if self._binding is None:
+        if len(chunk) == 1:
+            # ONNX Runtime computes a single row by another kernel (a matrix-vector product)
+            # whose rounding differs: scored as two rows, a window gets the same score
+            # whatever batch it comes in
+            pair = np.empty((2, out.shape[1]), np.float32)
+            self.feature_errors(np.concatenate([chunk, chunk]), pair)
+            out[0] = pair[0]
+        elif self._binding is None:
             out[:] = self.session.run([FEATURE_ERROR_NAME], {INPUT_NAME: chunk})[0]
         else:
             self._run_bound(chunk, out)
@@ -131,7 +138,7 @@ class ScoringSession:
         assert self._binding is not None and out.flags.c_contiguous and out.dtype == np.float32
         with self._lock:
             if self._staging is None:
-                shape = (self.max_batch, *chunk.shape[1:])
+                shape = (max(self.max_batch, 2), *chunk.shape[1:])  # a single row runs as two
                 pinned = _pinned_host_buffer(shape) if self._pin else None
                 self._staging, self._staging_owner = pinned or (np.empty(shape, np.float32), None)
             staged = self._staging[: len(chunk)]  # leading rows of a C-contiguous array: contiguous

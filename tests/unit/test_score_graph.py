@@ -181,3 +181,14 @@ def test_a_configured_scorer_takes_the_cuda_options_and_falls_back_to_cpu(varian
     np.testing.assert_array_equal(scorer.score(raw).scores, Scorer(bundle, CPU).score(raw).scores)
     if "CUDAExecutionProvider" not in scorer.providers:
         assert not scorer.io_bound
+
+
+def test_io_binding_with_one_window_per_run_scores_as_the_plain_session(variant_bundles):
+    """A single row runs as two (ONNX Runtime's one-row kernel rounds differently); the
+    binding path's staging buffer must hold those two even at ``max_batch=1``."""
+    bundle = variant_bundles["dense"].bundle
+    raw = _windows(bundle, 5, 4)
+    plain = Scorer(bundle, CPU, io_binding="never").score(raw)
+    bound = Scorer(bundle, CPU, max_batch=1, io_binding="always").score(raw)
+    np.testing.assert_array_equal(bound.feature_errors, plain.feature_errors)
+    np.testing.assert_array_equal(bound.scores, plain.scores)
