@@ -64,9 +64,7 @@ class Daemon:
         k, b = settings.kafka, settings.batch
         self.decoder = ReadingDecoder(scorer.manifest.features)
         self.stats = DaemonStats()
-        # event times of scored windows per partition, observed as end-to-end latency once the
-        # commit that publishes their scores succeeds (`_committing`: those of the one under way)
-        self._scored_ts: dict[Partition, list[np.ndarray]] = {}
+        # event times of the scored windows of the commit under way (`PartitionState.scored_ts`)
         self._committing: list[np.ndarray] = []
         self.checkpoint = Checkpoint(*commit_policy(settings), clock=clock)
         self.batch = MicroBatch(b.max_windows, b.max_wait_ms / 1000, clock)
@@ -196,7 +194,6 @@ class Daemon:
             return
         for p in partitions:
             self._parts.pop(p, None)
-            self._scored_ts.pop(p, None)
         self.positioner.forget(partitions)
         self.committer.drop(partitions)
         self.checkpoint.drop(partitions)
@@ -243,8 +240,7 @@ class Daemon:
         readings, rejected = self.decoder.decode(records, partition.topic, partition.partition)
         self.batch.add(st.store.push(readings))
         self._dead_letters(partition, rejected)
-        for r in st.discarded(self.checkpoint.scored_through(partition)):
-            self.publisher.add_dead_letter(r)
+        self._discards(partition, st)
         self.checkpoint.processed(partition, records[0].offset, records[-1].offset, len(records))
         self.stats.readings += len(readings)
         self._progress_at = self.clock()
@@ -257,6 +253,11 @@ class Daemon:
             if r.offset > through:  # else dead-lettered before a restart
                 self.publisher.add_dead_letter(r)
 
+    def _discards(self, partition: Partition, st: PartitionState) -> None:
+        """Readings no window will cover, as dead letters (those of before a restart excepted)."""
+        for r in st.discarded(self.checkpoint.scored_through(partition)):
+            self.publisher.add_dead_letter(r)
+
     def _score(self) -> None:
         """Score the micro-batch; its outputs wait in the publisher for the next commit."""
         pending = self.batch.take()
@@ -268,8 +269,6 @@ class Daemon:
         metrics.inference(time.perf_counter() - started, sum(map(len, pending)))
         for windows, batch in scored:
             p = Partition(windows.topic, windows.partition)
-            fresh = windows.last_offset > self.checkpoint.scored_through(p)  # as outputs() sees it
-            self._scored_ts.setdefault(p, []).append(windows.end_ts[fresh])
             out = self._parts[p].outputs(
                 self.scorer,
                 windows,
@@ -297,11 +296,10 @@ class Daemon:
         else:
             plan = self.checkpoint.plan({p: st.oldest_offset() for p, st in self._parts.items()})
             for p, st in self._parts.items():  # readings of keys forgotten just now
-                for r in st.discarded(self.checkpoint.scored_through(p)):
-                    self.publisher.add_dead_letter(r)
+                self._discards(p, st)
             # alert state as of the plan: records read while the commit waits change it later
             snapshots = {p: self._parts[p].snapshot(mark.scored_through) for p, mark in plan.items()}
-            self._committing = [ts for p in plan for ts in self._scored_ts.pop(p, [])]
+            self._committing = [ts for p in plan for ts in self._parts[p].take_scored_ts()]
             outcome = self.committer.start(plan, snapshots)
         if outcome == REWIND:
             self._committing = []  # redone after the rewind, and observed then

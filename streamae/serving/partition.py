@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from streamae.core import postprocess
@@ -46,6 +47,9 @@ class PartitionState:
     policy: AlertPolicy
     smoothing: dict[str, float] = field(default_factory=dict)  # key → last EWMA score
     post: postprocess.PostState = field(default_factory=postprocess.new_state)
+    # event times of the windows whose outputs wait for a commit: the end-to-end latency is
+    # observed once the commit that publishes them succeeds
+    scored_ts: list[np.ndarray] = field(default_factory=list)
 
     @classmethod
     def fresh(cls, partition: Partition, scorer: Scorer, settings: Settings) -> PartitionState:
@@ -67,19 +71,17 @@ class PartitionState:
         out = []
         p = self.partition
         for d in self.store.drain_discarded():
+            keep = np.flatnonzero(d.causes > scored_through)
             r = d.readings
             rows = zip(
-                r.keys.tolist(),
-                r.ts.tolist(),
-                r.values.tolist(),
-                r.offsets.tolist(),
-                r.indices().tolist(),
-                d.reasons,
-                (d.causes > scored_through).tolist(),
+                r.keys[keep].tolist(),
+                r.ts[keep].tolist(),
+                r.values[keep].tolist(),
+                r.offsets[keep].tolist(),
+                r.indices()[keep].tolist(),
+                [d.reasons[i] for i in keep.tolist()],
             )
-            for key, ts, values, offset, index, reason, fresh in rows:
-                if not fresh:
-                    continue
+            for key, ts, values, offset, index, reason in rows:
                 value = orjson.dumps({"key": key, "ts": ts, "values": dict(zip(self.features, values))})
                 at = None if index < 0 else index
                 out.append(
@@ -106,6 +108,11 @@ class PartitionState:
     def snapshot(self, scored_through: int) -> SavedState:
         post = {part: dict(values) for part, values in self.post.items()}
         return SavedState(scored_through, self.policy.snapshot(), dict(self.smoothing), post)
+
+    def take_scored_ts(self) -> list[np.ndarray]:
+        """The event times of windows scored since the last call (see ``scored_ts``)."""
+        taken, self.scored_ts = self.scored_ts, []
+        return taken
 
     def oldest_offset(self) -> int | None:
         """The oldest offset a future window needs, after forgetting idle keys."""
@@ -138,6 +145,7 @@ class PartitionState:
         # smoothing, the bundle's post-processing (and, for an adaptive bundle, the scoring
         # itself: core/adapt.py), with this partition's per-key state
         batch, smoothed = scorer.stream(windows, self.smoothing, self.post, batch)
+        self.scored_ts.append(windows.end_ts)
         built = build(scorer, Scored.of(scorer, windows, batch, smoothed, top_k), o, topic)
         offsets = windows.last_offset
         events = [(event, int(offsets[i])) for i, event in self.policy.update(built.policy)]
