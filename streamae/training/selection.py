@@ -52,7 +52,6 @@ from tqdm.auto import tqdm
 
 from streamae.core.config import TrainSettings
 from streamae.core.manifest import CandidateSettings
-from streamae.core.offline import score_windows
 from streamae.core.readings import DataError
 from streamae.training.candidates import (
     MODEL_FIELDS,
@@ -221,8 +220,7 @@ def judge_model(
         c_cfg = candidate_settings(cfg, m, s)
         cal = calibrate_trained(prep, trained, c_cfg, out_dir, source)
         scorer = cal.scorer(out_dir, trained.model_bytes)
-        _, smoothed = score_windows(scorer, windows)
-        final = scorer.finalise(windows, smoothed, None)
+        _, final = scorer.stream(windows, {}, None)  # as `streamae score` scores them
         scores = judge(labels, final, scorer.threshold)
         entry = _entry(m, s, scores, scorer.threshold, trained, train_s)
         out.append(_Judged(entry, c_cfg, prep, trained, cal))
