@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from streamae.core.config import OutputSettings
+from streamae.core.manifest import Manifest
 from streamae.core.scoring import ScoreBatch, Scorer, score_messages
 from streamae.core.windows import Windows
 from streamae.serving.dead_letters import Rejected, record_bytes, undeliverable
@@ -44,6 +45,20 @@ class Scored:
         top, share = scorer.contributions(batch.feature_errors, top_k)
         return cls(windows, score, batch.scores, top, share)
 
+    def messages(self, m: Manifest, idx: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Score messages of the windows ``idx`` (default: all) of a bundle with manifest ``m``."""
+        return score_messages(
+            self.windows,
+            self.score,
+            self.raw,
+            self.top,
+            self.share,
+            m.features,
+            m.threshold.value,
+            m.model_version,
+            idx,
+        )
+
 
 @dataclass(frozen=True)
 class ScoreRecords:
@@ -62,14 +77,12 @@ def build(scorer: Scorer, s: Scored, o: OutputSettings, topic: str) -> ScoreReco
     threshold = m.threshold.value
     hot = s.score > threshold
     if o.scores == "all":
-        docs = score_messages(w, s.score, s.raw, s.top, s.share, m.features, threshold, m.model_version)
+        docs = s.messages(m)
         return _single(docs, w, o.max_message_bytes, topic, policy=docs)
-    policy = _policy_docs(s, hot, m.features, threshold, m.model_version)
+    policy = _policy_docs(s, hot, m)
     if o.scores == "above":
         shown = np.flatnonzero(s.score >= o.above_fraction * threshold)
-        docs = score_messages(
-            w, s.score, s.raw, s.top, s.share, m.features, threshold, m.model_version, shown
-        )
+        docs = s.messages(m, shown)
         return _single(docs, w, o.max_message_bytes, topic, policy=policy)
     records: list[tuple[bytes, bytes, int, int]] = []
     too_large: list[Rejected] = []
@@ -93,21 +106,16 @@ def _single(
     return ScoreRecords(records, policy, too_large)
 
 
-def _policy_docs(
-    s: Scored, hot: np.ndarray, features: list[str], threshold: float, version: str
-) -> list[dict[str, Any]]:
+def _policy_docs(s: Scored, hot: np.ndarray, m: Manifest) -> list[dict[str, Any]]:
     """Per-window dicts for the alert policy: complete for windows over the threshold (one may
     become an alert's peak, which the alert events quote), lean for the others."""
-    w = s.windows
+    w, threshold = s.windows, m.threshold.value
     docs: list[dict[str, Any]] = [
         {"key": key, "window_end": end, "score": score, "threshold": threshold, "is_anomaly": False}
         for key, end, score in zip(w.keys.tolist(), w.end_ts.tolist(), s.score.tolist())
     ]
     hot_idx = np.flatnonzero(hot)
-    for i, doc in zip(
-        hot_idx.tolist(),
-        score_messages(w, s.score, s.raw, s.top, s.share, features, threshold, version, hot_idx),
-    ):
+    for i, doc in zip(hot_idx.tolist(), s.messages(m, hot_idx)):
         docs[i] = doc
     return docs
 
