@@ -185,7 +185,11 @@ class Daemon:
         revoked, assigned = self.rebalance.take_revoked(), self.rebalance.take_assigned()
         # one assigned while still held comes back without a revocation: start it over
         self._drop(revoked | (assigned & self._parts.keys()))
-        self._paused -= revoked
+        # A client may keep the paused flag of a partition it gives back (kafka-python 3
+        # keeps a partition's state across a rebalance): an assigned partition counts as
+        # paused until resumed, or one paused for a commit before the revocation and given
+        # back after it stays paused for ever (the stall of a member joining mid-commit).
+        self._paused = (self._paused - revoked) | assigned
         return self.positioner.position(assigned, polled)
 
     def _drop(self, partitions: Collection[Partition]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+import pytest
 from daemon_harness import IN0, IN1, WINDOW, run_daemon
 from memory_transport import MemoryTransport
 
@@ -124,3 +125,33 @@ def test_records_of_a_partition_not_yet_positioned_are_read_again_not_skipped(sc
     daemon = run_daemon(t, scorer, script, stop_after_polls=40)
     assert window_ends(t) == list(range(WINDOW - 1, 8)) and daemon.stats.readings == 8
     assert t.commits[IN0] == Offset(8 - (WINDOW - 1), '{"scored_through":7}')
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_partitions_given_back_while_paused_for_a_commit_are_resumed(scorer, reading, delivery):
+    """The stall of issue 15: a rebalance revokes and gives straight back the partitions the
+    loop had paused while a commit waited out the broker. kafka-python 3 (like this
+    transport) keeps the paused flag of a partition in both assignments, so the loop must
+    resume them itself, or they yield nothing forever."""
+    t = MemoryTransport()
+    fill(t, reading, 10)
+    fill(t, reading, 10, partition=1)
+
+    def script(t: MemoryTransport, daemon: Daemon) -> None:
+        if t.polls == 10:
+            t.down = True  # the next commit waits: consumption pauses
+            fill(t, reading, 10, start=10)
+        if t.polls == 40:
+            assert t.paused == {IN0, IN1}
+            t.rebalance(revoke=[IN0, IN1])  # the group rebalances: the commit is dropped
+            t.down = False
+        if t.polls == 45:  # and gives them back a few polls later (the join took a while)
+            t.rebalance(assign=[IN0, IN1])
+        if t.polls == 60:
+            fill(t, reading, 10, start=20)
+
+    kafka = {"retry_backoff_max_ms": 500, "delivery": delivery}
+    run_daemon(t, scorer, script, stop_after_polls=160, kafka=kafka)
+    assert not t.paused
+    assert sorted(set(window_ends(t, 0))) == list(range(WINDOW - 1, 30))
+    assert scored_through(t.commits[IN0]) == 29 and scored_through(t.commits[IN1]) == 9
