@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +47,28 @@ def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+def _spin(n: int) -> Iterator[None]:
+    """``n`` processes that only burn CPU, beside the test: the loaded machine CI may be."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[None]:
+    """One busy process per core competing with the daemon, its client threads and the broker:
+    rebalances and commits must still complete (the stall of a member that lost its turn)."""
+    yield from _spin(os.cpu_count() or 2)
+
+
+@pytest.fixture(autouse=True)
+def cpu_hog_everywhere() -> Iterator[None]:
+    """``STREAMAE_TEST_CPU_HOG=N``: N busy processes beside every integration test (a manual
+    soak of the suite: run it three times in a row that way)."""
+    yield from _spin(int(os.environ.get("STREAMAE_TEST_CPU_HOG", "0")))

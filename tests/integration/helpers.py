@@ -47,18 +47,42 @@ def settings_for(
     )
 
 
+class Stall:
+    """A deadline that moves while there is progress: waits under load take as long as the
+    work does, and fail only when nothing moves for ``stall_s`` (naming what stopped)."""
+
+    def __init__(self, what: str, stall_s: float) -> None:
+        self.what, self.stall_s = what, stall_s
+        self._value: object = object()
+        self._at = time.monotonic()
+
+    def stalled(self, value: object) -> bool:
+        now = time.monotonic()
+        if value != self._value:
+            self._value, self._at = value, now
+        return now - self._at > self.stall_s
+
+    def check(self, value: object) -> None:
+        if self.stalled(value):
+            raise TimeoutError(f"{self.what}: no progress for {self.stall_s:g} s (last: {value})")
+
+
 def read_topic(
-    k: KafkaSettings, topic: str, until: Callable[[list[dict]], bool] | int, timeout_s: float = 60
+    k: KafkaSettings, topic: str, until: Callable[[list[dict]], bool] | int, stall_s: float = 60
 ) -> list[dict]:
-    """Every message of ``topic`` from the beginning, decoded, once ``until`` holds (or timeout)."""
+    """Every message of ``topic`` from the beginning, decoded, once ``until`` holds; fails
+    when no new message came for ``stall_s`` before it did."""
     stop = until if callable(until) else (lambda docs: len(docs) >= until)
     docs: list[dict] = []
-    for _, doc in follow(k, [topic], lambda: stop(docs), timeout_s):
+    stall = Stall(f"reading {topic}", stall_s)
+    for _, doc in follow(k, [topic], lambda: stop(docs) or stall.stalled(len(docs)), timeout_s=1e9):
         docs.append(doc)
+    if not stop(docs):
+        raise TimeoutError(f"{topic}: {len(docs)} messages, none new for {stall_s:g} s, wait not over")
     return docs
 
 
-def read_records(k: KafkaSettings, topic: str, n: int, timeout_s: float = 60) -> list[Any]:
+def read_records(k: KafkaSettings, topic: str, n: int, stall_s: float = 60) -> list[Any]:
     """The first ``n`` records of ``topic`` as kafka-python hands them (key, value, headers)."""
     consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
     try:
@@ -66,8 +90,9 @@ def read_records(k: KafkaSettings, topic: str, n: int, timeout_s: float = 60) ->
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while len(records) < n and time.monotonic() < deadline:
+        stall = Stall(f"reading {n} records of {topic}", stall_s)
+        while len(records) < n:
+            stall.check(len(records))
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
         return records
@@ -76,7 +101,7 @@ def read_records(k: KafkaSettings, topic: str, n: int, timeout_s: float = 60) ->
 
 
 def read_to_end(
-    k: KafkaSettings, topic: str, timeout_s: float = 30, isolation_level: str = "read_uncommitted"
+    k: KafkaSettings, topic: str, stall_s: float = 30, isolation_level: str = "read_uncommitted"
 ) -> list[dict]:
     """Every message ``topic`` holds now (up to its end offsets), decoded: a complete read,
     not one that stops after a while. ``read_committed``: only committed transactions (the
@@ -90,12 +115,14 @@ def read_to_end(
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         docs: list[dict] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in parts):
-            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
+        stall = Stall(f"reading {topic} to its end {end}", stall_s)
+        while True:
+            positions = {tp.partition: consumer.position(tp) for tp in parts}
+            if all(positions[tp.partition] >= end[tp] for tp in parts):
+                return docs
+            stall.check(positions)
             for tp, records in consumer.poll(timeout_ms=200).items():
                 docs.extend(orjson.loads(r.value) for r in records if r.offset < end[tp])
-        return docs
     finally:
         consumer.close()
 
@@ -140,11 +167,14 @@ class DaemonThread:
         self.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
+def wait_until(
+    condition: Callable[[], bool], stall_s: float = 60, progress: Callable[[], object] | None = None
+) -> None:
+    """Wait for ``condition``: at most ``stall_s`` without a change of ``progress()`` (without
+    ``progress``, at most ``stall_s`` in all)."""
+    stall = Stall(getattr(condition, "__name__", "condition"), stall_s)
     while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
+        stall.check(progress() if progress is not None else None)
         time.sleep(0.1)
 
 
@@ -158,9 +188,8 @@ def committed(k: KafkaSettings, topic: str) -> dict[int, Offset | None]:
         transport.close()
 
 
-def all_published_and_committed(k: KafkaSettings) -> bool:
-    """Whether the group committed, for every input partition, that the outputs of all its
-    records are published (``scored_through`` at its last offset)."""
+def commit_marks(k: KafkaSettings) -> dict[int, tuple[int, int]]:
+    """Per input partition: ``scored_through`` of the group's commit and the last offset."""
     consumer = KafkaConsumer(**client_configs(k), enable_auto_commit=False, group_id=None)
     try:
         parts = [TopicPartition(k.input_topic, p) for p in consumer.partitions_for_topic(k.input_topic) or ()]
@@ -168,7 +197,25 @@ def all_published_and_committed(k: KafkaSettings) -> bool:
     finally:
         consumer.close()
     marks = committed(k, k.input_topic)
-    return all(scored_through(marks[tp.partition]) >= end[tp] - 1 for tp in parts if end[tp])
+    return {tp.partition: (scored_through(marks[tp.partition]), end[tp] - 1) for tp in parts}
+
+
+def all_published_and_committed(k: KafkaSettings) -> bool:
+    """Whether the group committed, for every input partition, that the outputs of all its
+    records are published (``scored_through`` at its last offset)."""
+    return all(done >= last for done, last in commit_marks(k).values())
+
+
+def wait_published_and_committed(k: KafkaSettings, stall_s: float = 90) -> None:
+    """Wait until :func:`all_published_and_committed`, failing only when the group's commits
+    stop moving for ``stall_s`` (a stalled member), not after a fixed time."""
+    stall = Stall(f"the commits of group {k.group_id} (scored through, last offset)", stall_s)
+    while True:
+        marks = commit_marks(k)
+        if all(done >= last for done, last in marks.values()):
+            return
+        stall.check(marks)
+        time.sleep(0.2)
 
 
 def free_tcp_port() -> int:

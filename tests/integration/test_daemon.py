@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 from helpers import (
     DaemonThread,
-    all_published_and_committed,
     assert_same_scores,
     expected_windows,
     offline_scores,
     read_to_end,
     read_topic,
     settings_for,
-    wait_until,
+    wait_published_and_committed,
 )
 
 from streamae.core.config import VARIANTS, ConfigError, TrainSettings
@@ -35,7 +34,7 @@ def test_normal_stream_scores_every_window_like_offline_and_raises_no_alert(
         publish(s.kafka, to_messages(frame))
         scores = read_topic(s.kafka, s.kafka.scores_topic, n)
         # every output of every record is acknowledged before this holds: alerts included
-        wait_until(lambda: all_published_and_committed(s.kafka))
+        wait_published_and_committed(s.kafka)
         alerts = read_to_end(s.kafka, s.kafka.alerts_topic)
     assert len(scores) == n
     for msg in scores[:50]:

@@ -17,10 +17,10 @@ import orjson
 import pytest
 from helpers import (
     DaemonThread,
-    all_published_and_committed,
     expected_windows,
     read_to_end,
     settings_for,
+    wait_published_and_committed,
     wait_until,
 )
 
@@ -70,7 +70,7 @@ def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
             proc.wait(30)
             proc = serve(kafka_bootstrap, topics, backend, bundle_dir, tmp_path)
         publish(k, chunks[-1])
-        wait_until(lambda: all_published_and_committed(k), timeout_s=180)
+        wait_published_and_committed(k)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
@@ -97,11 +97,11 @@ def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
 
 
 def test_a_member_joining_and_leaving_mid_stream_repeats_nothing_for_a_committed_reader(
-    kafka_bootstrap, topics, bundle_dir, make_stream, backend, record_property
+    kafka_bootstrap, topics, bundle_dir, make_stream, backend, record_property, cpu_hog
 ):
     """Two rebalances in exactly-once mode: B joins while A holds unpublished windows (a long
-    max wait), then B leaves while records keep coming; a read_committed reader sees every
-    window once, whoever scored it."""
+    max wait), then B leaves while records keep coming, with a busy process on every core;
+    a read_committed reader sees every window once, whoever scored it."""
     s = settings_for(kafka_bootstrap, topics, backend, kafka={"delivery": "exactly_once"})
     s_a = settings_for(
         kafka_bootstrap, topics, backend, kafka={"delivery": "exactly_once"}, batch={"max_wait_ms": 15_000}
@@ -118,7 +118,7 @@ def test_a_member_joining_and_leaving_mid_stream_repeats_nothing_for_a_committed
             publish(k, msgs[third : 2 * third])
             wait_until(lambda: b.daemon.stats.readings > 0)
         publish(k, msgs[2 * third :])  # B has left: A takes every partition back
-        wait_until(lambda: all_published_and_committed(k), timeout_s=180)
+        wait_published_and_committed(k)
     scores = read_to_end(k, k.scores_topic, isolation_level="read_committed")
     counts = collections.Counter((d["source"]["partition"], d["source"]["offset_end"]) for d in scores)
     n = expected_windows(frame)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import DaemonThread, all_published_and_committed, read_to_end, settings_for, wait_until
+from helpers import DaemonThread, read_to_end, settings_for, wait_published_and_committed
 
 from streamae.core.messages import DeadLetter, ScoreMessage
 from streamae.serving.kafka_admin import ensure_daemon_topics
@@ -205,7 +205,7 @@ def test_fuzzed_records_are_each_scored_or_dead_lettered_and_the_daemon_stays_up
     fuzz = Fuzzer(seed=zlib.crc32(f"{backend}/{delivery}".encode()), now=time.time())
     with DaemonThread(s, bundle_dir, create_topics=False) as d:
         records, tail = produce(k, fuzz)
-        wait_until(lambda: all_published_and_committed(k), timeout_s=240)
+        wait_published_and_committed(k)
         assert d.thread.is_alive()
     isolation = "read_committed" if delivery == "exactly_once" else "read_uncommitted"
     scores = read_to_end(k, k.scores_topic, isolation_level=isolation)

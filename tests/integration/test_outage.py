@@ -11,9 +11,9 @@ import time
 import pytest
 from helpers import (
     DaemonThread,
-    all_published_and_committed,
     read_to_end,
     settings_for,
+    wait_published_and_committed,
     wait_until,
     window_ends_expected,
 )
@@ -65,7 +65,7 @@ def test_a_broker_stopped_for_a_minute_under_load_is_waited_out(
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        wait_until(lambda: d.daemon.stats.commits >= 2, timeout_s=60)
+        wait_until(lambda: d.daemon.stats.commits >= 2, stall_s=60)
         wait_until(lambda: len(d.daemon.publisher) > 100)  # outputs held for the next commit
         own_broker.stop()
         stopped = time.monotonic()
@@ -76,7 +76,7 @@ def test_a_broker_stopped_for_a_minute_under_load_is_waited_out(
         own_broker.start()
         feeder.join(300)
         assert not feeder.is_alive()
-        wait_until(lambda: all_published_and_committed(k), timeout_s=180)
+        wait_published_and_committed(k)
         assert d.thread.is_alive() and d.daemon.health().ready
         stats = d.daemon.stats
     isolation = "read_committed" if delivery == "exactly_once" else "read_uncommitted"

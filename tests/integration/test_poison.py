@@ -8,7 +8,6 @@ import orjson
 import pytest
 from helpers import (
     DaemonThread,
-    all_published_and_committed,
     assert_same_scores,
     committed,
     expected_windows,
@@ -16,7 +15,7 @@ from helpers import (
     read_records,
     read_topic,
     settings_for,
-    wait_until,
+    wait_published_and_committed,
 )
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -62,7 +61,7 @@ def test_malformed_and_huge_records_become_bounded_dead_letters_and_the_stream_g
         publish(s.kafka, msgs[:half] + list(bad.values()) + msgs[half:])
         scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame))
         records = read_records(s.kafka, s.kafka.dlq_topic, len(bad))
-        wait_until(lambda: all_published_and_committed(s.kafka))
+        wait_published_and_committed(s.kafka)
         assert d.thread.is_alive()
     assert_same_scores(scores, offline_scores(bundle_dir, frame))
     assert len(records) == len(bad)
@@ -96,8 +95,8 @@ def test_outputs_a_topic_refuses_as_too_large_are_dead_lettered_and_committed(
     n = expected_windows(frame)
     with DaemonThread(s, bundle_dir) as d:
         publish(k, to_messages(frame))
-        dead = read_topic(k, k.dlq_topic, n, timeout_s=90)
-        wait_until(lambda: all_published_and_committed(k))
+        dead = read_topic(k, k.dlq_topic, n, stall_s=90)
+        wait_published_and_committed(k)
         assert d.thread.is_alive()
     assert len(dead) == n and {x["reason_code"] for x in dead} == {"output_too_large"}
     assert all(k.scores_topic in x["reason"] and orjson.loads(x["value"])["key"] == x["key"] for x in dead)
@@ -117,8 +116,8 @@ def test_thinner_score_forms_carry_the_same_scores(kafka_bootstrap, topics, bund
     offline = offline_scores(bundle_dir, sim.frame)
     with DaemonThread(s, bundle_dir) as d:
         publish(s.kafka, to_messages(sim.frame))
-        wait_until(lambda: all_published_and_committed(s.kafka), timeout_s=90)
-        docs = read_topic(s.kafka, s.kafka.scores_topic, lambda _: True, timeout_s=10)
+        wait_published_and_committed(s.kafka)
+        docs = read_topic(s.kafka, s.kafka.scores_topic, lambda _: True, stall_s=10)
     if form == "batch":
         for doc in docs:
             ScoreBatchMessage.model_validate(doc)

@@ -10,11 +10,11 @@ import time
 import pytest
 from helpers import (
     DaemonThread,
-    all_published_and_committed,
     assert_same_scores,
     offline_scores,
     read_to_end,
     settings_for,
+    wait_published_and_committed,
     wait_until,
 )
 
@@ -52,7 +52,7 @@ def test_a_bundle_swapped_under_load_loses_no_window(
         (tmp_path / "next").symlink_to(tmp_path / "v2")
         (tmp_path / "next").replace(current)
         feeder.join(120)
-        wait_until(lambda: all_published_and_committed(s.kafka), timeout_s=120)
+        wait_published_and_committed(s.kafka)
         assert d.daemon.health().model_version == "v2" and d.daemon.reloader.reloads == 1
     scores = read_to_end(s.kafka, s.kafka.scores_topic)
     assert_same_scores(scores, offline_scores(bundle_dir, frame))  # each window once
