@@ -206,9 +206,14 @@ def all_published_and_committed(k: KafkaSettings) -> bool:
     return all(done >= last for done, last in commit_marks(k).values())
 
 
-def wait_published_and_committed(k: KafkaSettings, stall_s: float = 90) -> None:
+def wait_published_and_committed(k: KafkaSettings, stall_s: float | None = None) -> None:
     """Wait until :func:`all_published_and_committed`, failing only when the group's commits
-    stop moving for ``stall_s`` (a stalled member), not after a fixed time."""
+    stop moving for ``stall_s`` (a stalled member), not after a fixed time. The default is the
+    longest quiet spell the daemon itself allows: an evicted member is noticed after the
+    session timeout, and acks are waited for up to the request timeout twice before it
+    rejoins and aborts (plus 30 s to rejoin on a loaded machine)."""
+    if stall_s is None:
+        stall_s = (k.session_timeout_ms + 2 * k.request_timeout_ms) / 1000 + 30
     stall = Stall(f"the commits of group {k.group_id} (scored through, last offset)", stall_s)
     while True:
         marks = commit_marks(k)
