@@ -41,13 +41,9 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streamae.core import logs
-    from streamae.core.scoring import Scorer
-    from streamae.serving import metrics
-    from streamae.serving.backends import open_transport
+    from streamae.serving.assembly import build_daemon, required_bundle
     from streamae.serving.health import DaemonHealth, HealthServer
-    from streamae.serving.kafka_admin import ensure_daemon_topics, wait_for_broker
     from streamae.serving.loop import Daemon
-    from streamae.serving.probe import TransportProbe
 
     daemon: Daemon | None = None
     server: HealthServer | None = None
@@ -66,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             overrides = {"model": {"bundle": args.bundle}} if args.bundle else {}
             s = settings(args, **overrides)
-            if s.model.bundle is None:
-                raise _invalid("STREAMAE_MODEL__BUNDLE", "a bundle is required (or pass --bundle)")
+            required_bundle(s)
             log.info("settings: %s", s.model_dump_json(exclude={"train"}))  # secrets print masked
             if s.metrics_port:
                 try:
@@ -76,27 +71,19 @@ def run(args: argparse.Namespace) -> int:
                     where = f"cannot listen on {s.metrics_host}:{s.metrics_port}: {exc.strerror or exc}"
                     raise _invalid("STREAMAE_METRICS_PORT", where) from None
                 server.start()
-            scorer = Scorer.load(s.model.bundle, s)
-            manifest = scorer.manifest
-            metrics.model_loaded(manifest.model_version, manifest.variant)
-            health.model_version = manifest.model_version
-            k = s.kafka
-            wait_for_broker(k)
-            if args.create_topics:
-                ensure_daemon_topics(k)
-            probe = TransportProbe(open_transport(s), stall_s=s.stall_s)
-            daemon = Daemon(s, scorer, probe)
-            health.attach(probe, daemon)
+            daemon = build_daemon(s, create_topics=args.create_topics, health=health)
         except _StopBeforeServing:
             log.info("stopped during start-up")
             return 0
+        k, reloader = s.kafka, daemon.reloader
         log.info(
-            "serving %s (model %s) from %s (group %s) with %s",
+            "serving %s (model %s) from %s (group %s) with %s; %s",
             s.model.bundle,
-            manifest.model_version,
+            daemon.scorer.manifest.model_version,
             k.input_topic,
             k.group_id,
-            scorer.providers,
+            daemon.scorer.providers,
+            f"hot reload every {reloader.interval_s:g} s" if reloader else "no hot reload",
         )
         settle_garbage_collector()
         daemon.run()

@@ -84,6 +84,7 @@ class Scorer:
     ) -> None:
         m = bundle.manifest
         self.manifest = m
+        self.bundle_path = bundle.path
         self.max_batch = max_batch
         weights = time_weights(m.score, m.window)
         try:

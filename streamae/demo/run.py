@@ -13,12 +13,11 @@ import orjson
 import pandas as pd
 
 from streamae.core.config import Settings, TrainSettings
-from streamae.core.scoring import Scorer
 from streamae.demo.simulate import DAY_S, Anomaly, simulate, to_messages
 from streamae.evaluation.plots import plot_scores
-from streamae.serving.backends import open_transport
-from streamae.serving.kafka_admin import ensure_daemon_topics, follow, publish
-from streamae.serving.loop import Daemon, DaemonStats
+from streamae.serving.assembly import build_daemon
+from streamae.serving.kafka_admin import follow, publish
+from streamae.serving.loop import DaemonStats
 from streamae.training.fit import fit
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -111,11 +110,10 @@ def run_demo(
         | {"group_id": f"streamae-demo-{run}"}
     )
     settings = settings.model_copy(update={"kafka": k})
-    ensure_daemon_topics(k)
 
     say(f"[3/5] starting the daemon on {k.bootstrap_servers}, topic {k.input_topic}")
-    scorer = Scorer.load(workdir / "bundle", settings)
-    daemon = Daemon(settings, scorer, open_transport(settings))
+    served = settings.model.model_copy(update={"bundle": workdir / "bundle"})
+    daemon = build_daemon(settings.model_copy(update={"model": served}), create_topics=True)
     thread = threading.Thread(target=daemon.run, name="streamae-daemon", daemon=True)
     thread.start()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,12 +21,10 @@ from streamae.core.bundle import load_bundle
 from streamae.core.config import KafkaSettings, Settings
 from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
-from streamae.serving.backends import open_transport
+from streamae.serving.assembly import build_daemon
 from streamae.serving.checkpoint import scored_through
-from streamae.serving.kafka_admin import ensure_daemon_topics, follow
+from streamae.serving.kafka_admin import follow
 from streamae.serving.kafka_python import KafkaPythonTransport, client_configs
-from streamae.serving.loop import Daemon
-from streamae.serving.reload import ModelReloader
 from streamae.serving.transport import Offset, Partition
 
 
@@ -127,16 +128,43 @@ def read_to_end(
         consumer.close()
 
 
+def serve_process(
+    bootstrap: str,
+    topics: dict[str, str],
+    bundle: Path,
+    cwd: Path,
+    *args: str,
+    backend: str = "kafka-python",
+    **env: str,
+) -> subprocess.Popen:
+    """``streamae serve --bundle BUNDLE ARGS`` as a user starts it: a process of its own,
+    configured from ``STREAMAE_*`` variables (``env`` adds some, e.g.
+    ``STREAMAE_KAFKA__DELIVERY="exactly_once"``), its output in ``cwd/serve-<n>.log``."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
+    variables.update({f"STREAMAE_KAFKA__{k.upper()}": v for k, v in topics.items()})
+    variables.update(
+        STREAMAE_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
+        STREAMAE_KAFKA__BACKEND=backend,
+        STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
+        **env,
+    )
+    log = (cwd / f"serve-{time.monotonic_ns()}.log").open("w")
+    cmd = [sys.executable, "-m", "streamae", "serve", "--bundle", str(bundle), *args]
+    return subprocess.Popen(cmd, env=variables, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def serve_logs(cwd: Path) -> str:
+    """Everything the ``serve_process`` processes run in ``cwd`` wrote, oldest first."""
+    return "".join(p.read_text() for p in sorted(cwd.glob("serve-*.log")))
+
+
 class DaemonThread:
-    """A daemon in a background thread; ``close()`` stops it and re-raises its failure."""
+    """A daemon serving ``bundle``, built as ``streamae serve`` builds it, in a background
+    thread; ``close()`` stops it and re-raises its failure."""
 
     def __init__(self, settings: Settings, bundle: Path, create_topics: bool = True) -> None:
-        k = settings.kafka
-        if create_topics:
-            ensure_daemon_topics(k)
-        scorer = Scorer(load_bundle(bundle), ["CPUExecutionProvider"])
-        reloader = ModelReloader(bundle, settings, scorer) if settings.model.reload_interval_s else None
-        self.daemon = Daemon(settings, scorer, open_transport(settings), reloader=reloader)
+        model = settings.model.model_copy(update={"bundle": bundle})
+        self.daemon = build_daemon(settings.model_copy(update={"model": model}), create_topics=create_topics)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()

@@ -12,6 +12,8 @@ from helpers import (
     free_tcp_port,
     offline_scores,
     read_topic,
+    serve_logs,
+    serve_process,
     settings_for,
     wait_until,
 )
@@ -110,42 +112,33 @@ def test_two_instances_share_the_partitions_without_losing_windows(
 def test_serve_drains_commits_and_exits_zero_on_sigterm(
     kafka_bootstrap, topics, bundle_dir, make_stream, tmp_path, backend
 ):
-    import os
     import re
     import signal
-    import subprocess
-    import sys
     import urllib.request
 
     s = settings_for(kafka_bootstrap, topics)
     frame = make_stream(hours=3, anomalies=0, seed=28).frame
     publish(s.kafka, to_messages(frame))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
-    env.update({f"STREAMAE_KAFKA__{k.upper()}": v for k, v in topics.items()})
     metrics_port = free_tcp_port()
-    env.update(
-        STREAMAE_KAFKA__BACKEND=backend,
-        STREAMAE_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
-        STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
+    proc = serve_process(
+        kafka_bootstrap,
+        topics,
+        bundle_dir,
+        tmp_path,
+        "--create-topics",
+        backend=backend,
         STREAMAE_METRICS_PORT=str(metrics_port),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamae", "serve", "--bundle", str(bundle_dir), "--create-topics"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame), stall_s=90)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
             exposed = r.read().decode()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = serve_logs(tmp_path)
     assert proc.returncode == 0, out
     assert "signal SIGTERM: draining" in out
     assert "using CPU" not in out  # providers came from the environment, not the default

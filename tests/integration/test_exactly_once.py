@@ -5,13 +5,9 @@ a read_committed reader sees every window and every dead letter exactly once."""
 from __future__ import annotations
 
 import collections
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -19,6 +15,8 @@ from helpers import (
     DaemonThread,
     expected_windows,
     read_to_end,
+    serve_logs,
+    serve_process,
     settings_for,
     wait_published_and_committed,
     wait_until,
@@ -30,21 +28,6 @@ from streamae.serving.kafka_admin import ensure_daemon_topics, publish
 pytestmark = pytest.mark.kafka
 
 KILLS = 4
-
-
-def serve(bootstrap: str, topics: dict[str, str], backend: str, bundle: Path, cwd: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
-    env.update({f"STREAMAE_KAFKA__{k.upper()}": v for k, v in topics.items()})
-    env.update(
-        STREAMAE_KAFKA__BOOTSTRAP_SERVERS=bootstrap,
-        STREAMAE_KAFKA__BACKEND=backend,
-        STREAMAE_KAFKA__DELIVERY="exactly_once",
-        STREAMAE_KAFKA__SESSION_TIMEOUT_MS="10000",  # a killed member's partitions come back sooner
-        STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
-    )
-    log = (cwd / f"serve-{time.monotonic_ns()}.log").open("w")
-    cmd = [sys.executable, "-m", "streamae", "serve", "--bundle", str(bundle)]
-    return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
@@ -61,14 +44,18 @@ def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
     ]
     chunks[1] = chunks[1][:10] + bad + chunks[1][10:]
     rng = random.Random(7)
-    proc = serve(kafka_bootstrap, topics, backend, bundle_dir, tmp_path)
+    eos = {
+        "STREAMAE_KAFKA__DELIVERY": "exactly_once",
+        "STREAMAE_KAFKA__SESSION_TIMEOUT_MS": "10000",  # a killed member's partitions come back sooner
+    }
+    proc = serve_process(kafka_bootstrap, topics, bundle_dir, tmp_path, backend=backend, **eos)
     try:
         for chunk in chunks[:-1]:
             publish(k, chunk)
             time.sleep(rng.uniform(4, 9))  # mid-stream: some of it scored, some not
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
-            proc = serve(kafka_bootstrap, topics, backend, bundle_dir, tmp_path)
+            proc = serve_process(kafka_bootstrap, topics, bundle_dir, tmp_path, backend=backend, **eos)
         publish(k, chunks[-1])
         wait_published_and_committed(k)
         proc.send_signal(signal.SIGTERM)
@@ -76,7 +63,7 @@ def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
     finally:
         if proc.poll() is None:
             proc.kill()
-    logs = "".join(p.read_text() for p in sorted(tmp_path.glob("serve-*.log")))
+    logs = serve_logs(tmp_path)
     assert "Traceback" not in logs, logs[-3000:]
     scores = read_to_end(k, k.scores_topic, isolation_level="read_committed")
     dead = read_to_end(k, k.dlq_topic, isolation_level="read_committed")

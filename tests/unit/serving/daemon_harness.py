@@ -10,8 +10,8 @@ from memory_transport import MemoryTransport
 
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
+from streamae.serving.assembly import build_daemon
 from streamae.serving.loop import Daemon
-from streamae.serving.reload import ModelReloader
 from streamae.serving.transport import Partition
 
 WINDOW = 4  # of the tiny bundle (conftest.py)
@@ -40,15 +40,16 @@ def run_daemon(
     stop_after_polls: int = 60,
     commit_interval_ms: int | None = None,
     commit_every: int | None = None,
-    reloader: Callable[[Settings], ModelReloader] | None = None,
     **sections: Any,
 ) -> Daemon:
-    """Run a daemon on ``transport``, calling ``script`` at every poll, until
-    ``stop_after_polls`` polls (then it drains and returns)."""
+    """Run a daemon built as ``streamae serve`` builds it (serving ``scorer``'s bundle unless
+    ``model={"bundle": ...}`` names another location) on ``transport``, calling ``script`` at
+    every poll, until ``stop_after_polls`` polls (then it drains and returns)."""
     commit = {"commit_interval_ms": commit_interval_ms, "commit_every": commit_every}
     kafka = {k: v for k, v in commit.items() if v is not None} | sections.pop("kafka", {})
-    s = settings(kafka=kafka, **sections)
-    daemon = Daemon(s, scorer, transport, transport.clock, reloader(s) if reloader else None)
+    model = {"bundle": scorer.bundle_path, **sections.pop("model", {})}
+    s = settings(kafka=kafka, model=model, **sections)
+    daemon = build_daemon(s, transport=transport, scorer=scorer, clock=transport.clock)
 
     def on_poll(t: MemoryTransport) -> None:
         if script is not None:

@@ -15,7 +15,6 @@ from memory_transport import MemoryTransport
 from streamae.core.bundle import load_bundle, write_bundle
 from streamae.core.scoring import Scorer
 from streamae.serving.loop import Daemon
-from streamae.serving.reload import ModelReloader
 
 
 def rewrite(src: Path, dst: Path, **changes: object) -> None:
@@ -39,11 +38,8 @@ def versions(t: MemoryTransport) -> list[tuple[int, str]]:
 
 
 def run_with_reloads(t: MemoryTransport, scorer: Scorer, location: Path, script) -> Daemon:
-    def reloader(s):
-        return ModelReloader(location, s, scorer, clock=t.clock)
-
     return run_daemon(
-        t, scorer, script, stop_after_polls=120, reloader=reloader, model={"reload_interval_s": 1}
+        t, scorer, script, stop_after_polls=120, model={"bundle": location, "reload_interval_s": 1}
     )
 
 
