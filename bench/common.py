@@ -64,18 +64,18 @@ SHARED = ROOT.parent / "shared"
 DOC = ROOT / "docs" / "benchmarks.md"
 
 
-def write_section(name: str, markdown: str) -> None:
-    """Replace (or append) one benchmark's section of docs/benchmarks.md, between markers,
-    so each benchmark rewrites only what it measured."""
+def write_section(name: str, markdown: str, doc: Path = DOC) -> None:
+    """Replace (or append) one benchmark's section of ``doc`` (docs/benchmarks.md), between
+    markers, so each benchmark rewrites only what it measured."""
     start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     block = f"{start}\n{markdown.rstrip()}\n{end}"
     if start in text and end in text:
         head, rest = text.split(start, 1)
         text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(text)
+    doc.write_text(text)
 
 
 def detection_args(doc: str, name: str, defaults: dict[str, object]) -> argparse.Namespace:
@@ -248,24 +248,3 @@ def drop_section(name: str) -> None:
     if start in text and end in text:
         head, rest = text.split(start, 1)
         DOC.write_text(head.rstrip() + "\n\n" + rest.split(end, 1)[1].lstrip())
-
-
-def fit_keeping_model(frame: pd.DataFrame, out: Path, cfg: TrainSettings, source: str = "history") -> tuple:
-    """``fit`` and the PyTorch model it trained, whose weights the exported graph holds
-    (``fit`` returns the bundle only, so its ``train_model`` step is wrapped for the call)."""
-    import streamae.training.fit as fit_module
-
-    kept = []
-    original = fit_module.train_model
-
-    def keeping(*args, **kw):  # type: ignore[no-untyped-def]
-        trained = original(*args, **kw)
-        kept.append(trained[0])
-        return trained
-
-    fit_module.train_model = keeping
-    try:
-        result = fit_module.fit(frame, out, cfg, source=source, progress=False)
-    finally:
-        fit_module.train_model = original
-    return result, kept[0]

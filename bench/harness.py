@@ -118,11 +118,12 @@ def bundle(epochs: int = 5) -> Path:
     except BundleError:
         pass
     import torch
-    from common import fit_keeping_model
+
+    from streamae.training.fit import fit
 
     cfg = TrainSettings(variant="dense", window=WINDOW, epochs=epochs, threshold="quantile", quantile=0.999)
-    _, model = fit_keeping_model(Simulator(10, seed=99).frame(3000), out, cfg)
-    torch.save(model.state_dict(), weights)
+    result = fit(Simulator(10, seed=99).frame(3000), out, cfg, progress=False)
+    torch.save(result.model.state_dict(), weights)
     return out
 
 
@@ -854,7 +855,14 @@ def worker_pace(a: dict[str, Any]) -> dict[str, Any]:
     if have_confluent():
         from confluent_kafka import Producer
 
-        p = Producer({"bootstrap.servers": a["bootstrap"], "linger.ms": 1, "acks": "all"})
+        p = Producer(
+            {
+                "bootstrap.servers": a["bootstrap"],
+                "linger.ms": 1,
+                "acks": "all",
+                "enable.idempotence": bool(a.get("idempotent")),  # no input twice across broker restarts
+            }
+        )
 
         def send(key: str, value: bytes) -> None:
             while True:
@@ -871,7 +879,12 @@ def worker_pace(a: dict[str, Any]) -> dict[str, Any]:
     else:
         from kafka import KafkaProducer
 
-        kp = KafkaProducer(bootstrap_servers=a["bootstrap"], acks="all", linger_ms=1)
+        kp = KafkaProducer(
+            bootstrap_servers=a["bootstrap"],
+            acks="all",
+            linger_ms=1,
+            enable_idempotence=bool(a.get("idempotent")),
+        )
 
         def send(key: str, value: bytes) -> None:
             kp.send(a["topic"], key=key.encode(), value=value)

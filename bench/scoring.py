@@ -13,8 +13,7 @@ the CUDA provider, and PyTorch on the GPU):
   ``core/score_graph.py``) on scaled windows, fetching the ``(m, F)`` errors;
 - PyTorch eager: the trained model's forward and the same per-feature error on the same
   scaled windows (``torch.inference_mode``, one thread; host in, host out, as ORT).
-  ``fit`` returns only the bundle, so the model is taken from its training step
-  (``common.fit_keeping_model``): the very weights exported.
+  The model is the one ``fit`` returns (``TrainResult.model``): the very weights exported.
 
 Windows per second at batch 1, 8, 64, 512 and 4,096, best of three timed rounds of at least
 0.4 s each (0.1 s with --quick), the three calls taking turns.
@@ -34,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
-from common import ROOT, fit_keeping_model, load_average, machine, write_section
+from common import ROOT, load_average, machine, write_section
 
 BATCHES = (1, 8, 64, 512, 4096)
 
@@ -63,11 +62,13 @@ def bench_variant(variant: str, work: Path, epochs: int, seconds: float, device:
     from streamae.core.score_graph import FEATURE_ERROR_NAME
     from streamae.core.scoring import Scorer
     from streamae.core.window_score import time_weights
+    from streamae.training.fit import fit
 
     train = harness.Simulator(4, seed=3).frame(1500)
     cfg = TrainSettings(variant=variant, window=harness.WINDOW, epochs=epochs, patience=epochs)
     t = time.perf_counter()
-    result, model = fit_keeping_model(train, work / variant, cfg)
+    result = fit(train, work / variant, cfg, progress=False)
+    model = result.model
     train_s = time.perf_counter() - t
     model = model.eval().to(device)
     m = result.bundle.manifest

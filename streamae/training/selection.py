@@ -64,18 +64,18 @@ from streamae.training.candidates import (
     scores_for_window,
 )
 from streamae.training.faulted_stream import FaultedStream, faulted_validation
-from streamae.training.fit import (
+from streamae.training.history import Prepared, prepare
+from streamae.training.pipeline import (
     Calibrated,
     Trained,
     TrainResult,
     calibrate_trained,
     check_device,
     check_features,
-    fit,
+    fit_variant,
     train_exported,
     write_trained,
 )
-from streamae.training.history import Prepared, prepare
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def select_and_fit(
     explicitly, its ``model_fields_set``). A ``cfg`` that names a variant is simply fitted.
     """
     if cfg.variant != "auto":
-        return fit(frame, out_dir, cfg, source, progress)
+        return fit_variant(frame, out_dir, cfg, source, progress)
     check_device(cfg)
     out_dir = Path(out_dir)
     pinned = list(cfg.model_fields_set if pinned is None else pinned)

@@ -85,3 +85,43 @@ def test_serving_path_imports_no_training_stack():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """streamae module -> the streamae modules it imports (anywhere in its source)."""
+    names = {
+        ".".join(("streamae", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in PACKAGE.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        edges = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & names.keys()
+                edges.update(subs or ({node.module} & names.keys()))
+        edges.discard(name)
+    return graph
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    """No import cycle, lazy imports included: a cycle hidden in a function import (``fit`` ↔
+    ``selection`` was one) means two modules are one concept cut in the wrong place."""
+    graph = _module_graph()
+    assert "streamae.training.pipeline" in graph["streamae.training.selection"]  # the graph is read
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for nxt in sorted(graph.get(name, ())):
+            visit(nxt, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -234,16 +234,16 @@ def test_cli_selects_without_variant_and_pins_with_it(tiny, history, tmp_path, c
 
 
 def test_training_runs_on_the_configured_threads_and_restores_them(history, tmp_path, monkeypatch):
-    from streamae.training import fit as fit_module
+    from streamae.training import pipeline
 
     seen = []
-    train_model = fit_module.train_model
+    train_model = pipeline.train_model
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return train_model(*args, **kwargs)
 
-    monkeypatch.setattr(fit_module, "train_model", spy)
+    monkeypatch.setattr(pipeline, "train_model", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -14,7 +14,15 @@ from streamae.core.offline import score_frame
 from streamae.core.readings import DataError
 from streamae.core.scoring import Scorer
 from streamae.training.calibration import SCORE_FLOOR, ThresholdRule
-from streamae.training.fit import TRAINING_PLOT, export_onnx, fit, onnx_reconstruct, torch_reconstruct
+from streamae.training.fit import (
+    PARITY_TOLERANCE,
+    TRAINING_PLOT,
+    export_onnx,
+    fit,
+    onnx_reconstruct,
+    parity,
+    torch_reconstruct,
+)
 from streamae.training.models import PCAReconstructor, build_model
 
 
@@ -71,6 +79,9 @@ def test_every_variant_trains_passes_parity_and_scores(variant, variant_bundles,
     assert len(scores) and np.isfinite(scores["score"]).all()
     assert scorer.encode(np.zeros((2, m.window, len(m.features)), np.float32)).shape == (2, m.code_size)
     assert (DECODER in m.extras) == (variant == "variational")
+    # the result hands back the PyTorch model whose weights the graph holds
+    x = np.random.default_rng(0).normal(size=(4, m.window, len(m.features))).astype(np.float32)
+    assert parity(result.model, result.bundle.model_bytes, x) <= PARITY_TOLERANCE
 
 
 def test_trained_bundle_scores_injected_outliers_higher(bundle_dir, history):
