@@ -1,11 +1,13 @@
 """Readings file → windows → scores: the one offline pipeline through the daemon's core.
 
 ``streamae score``, ``evaluate``, ``inspect``, training's calibration and ``streamae
-calibrate`` all cut windows with :func:`frame_windows` and score them with
-:func:`score_windows`, so a threshold is computed from exactly the scores it is later
-compared with. :func:`score_frame` gives one output row per scored window, with the
-columns of the score message; ``timestamp`` and ``key`` are those of the window's last
-reading, so scores join back to readings.
+calibrate`` all cut windows with :func:`frame_windows`. Whatever compares a score with the
+threshold (``score``, ``evaluate``, ``inspect``, selection, ``serve``) scores them with
+``Scorer.stream``; calibration alone uses :func:`score_windows`, the smoothed scores before
+post-processing, because post-processing works on ``score / threshold`` and so needs the
+threshold it is about to set. :func:`score_frame` gives one output row per scored window,
+with the columns of the score message; ``timestamp`` and ``key`` are those of the window's
+last reading, so scores join back to readings.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def frame_windows(
 
 
 def score_windows(scorer: Scorer, windows: Windows) -> tuple[ScoreBatch, np.ndarray]:
-    """Raw scores of ``windows`` and the scores compared with the threshold: smoothed per
-    key when the bundle asks for it, each key starting afresh at its first window here."""
+    """Raw scores of ``windows`` and the scores a threshold is calibrated on: smoothed per
+    key when the bundle asks for it (each key starting afresh at its first window), before
+    post-processing and streaming normalisation, which depend on the threshold."""
     batch = scorer.score(windows.data)
     return batch, scorer.smooth(windows.keys, batch.scores, {})
 

@@ -15,7 +15,7 @@ import numpy as np
 from streamae.core.bundle import load_bundle
 from streamae.core.config import Settings, load_settings
 from streamae.core.manifest import Manifest, Selection
-from streamae.core.offline import frame_windows, score_windows
+from streamae.core.offline import frame_windows
 from streamae.core.readings import read_table
 from streamae.core.scoring import Scorer
 from streamae.evaluation.plots import plot_latent, plot_score_histogram, plot_training
@@ -176,7 +176,7 @@ def _data_plots(scorer: Scorer, data_path: Path, out: Path, plots: dict[str, Pat
     if len(windows) < 2:
         notes.append(f"{source}: {len(windows)} complete window(s) of {m.window}; need 2 for the data plots")
         return
-    _, scores = score_windows(scorer, windows)
+    _, scores = scorer.stream(windows, {}, None)  # what serve and score compare with the threshold
     labelled = None if labels is None else labels[windows.last_offset].astype(bool)
     flagged = scores > m.threshold.value
     plots["score histogram"] = plot_score_histogram(

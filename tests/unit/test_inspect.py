@@ -69,6 +69,24 @@ def test_inspect_with_labelled_data_writes_histogram_and_latent(bundle_dir, stre
     assert_picture(out / "latent.png", LATENT)
 
 
+def test_inspect_flags_what_serve_flags_on_a_post_processed_bundle(history, stream, tmp_path, capsys):
+    """Post-processing (the running range, quiet windows) changes which windows cross the
+    threshold: inspect counts the windows ``streamae score`` and ``serve`` flag."""
+    from streamae.training.fit import fit
+
+    cfg = TrainSettings(window=10, epochs=2, seed=1, range_widen=0.05, quiet_windows=2)
+    bundle = fit(history, tmp_path / "post", cfg, progress=False).bundle
+    data = tmp_path / "s.csv"
+    stream.to_csv(data, index=False)
+    assert main(["inspect", str(bundle.path), str(data), "-o", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    scorer = Scorer(bundle, ["CPUExecutionProvider"])
+    flagged = int(score_frame(stream, scorer, "s")["is_anomaly"].sum())
+    _, before_post = score_windows(scorer, frame_windows(stream, bundle.manifest.features, 10, 1, "s"))
+    assert flagged != int((before_post > scorer.threshold).sum())  # the case this test is about
+    assert f"windows, {flagged} over threshold," in printed
+
+
 def test_inspect_with_unlabelled_data(code2_bundle, history, tmp_path, capsys):
     data = tmp_path / "h.csv"
     history.head(600).to_csv(data, index=False)
