@@ -14,6 +14,7 @@ model through :class:`InputScaler`, so a threshold is set by exactly the code th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,10 @@ class Scorer:
         self.manifest = m
         self.bundle_path = bundle.path
         self.max_batch = max_batch
+        # ONNX Runtime time and windows so far, wherever the calls come from (an adaptive
+        # bundle scores inside `stream`, block by block): the daemon reports the increments
+        self.inference_s = 0.0
+        self.inference_windows = 0
         weights = time_weights(m.score, m.window)
         try:
             graph = scoring_graph(
@@ -154,9 +159,12 @@ class Scorer:
         """Raw scores of raw (unscaled) windows ``(m, window, F)``."""
         x = self.scale(data)
         errors = np.empty((len(x), x.shape[2]), dtype=np.float32)
+        started = time.perf_counter()
         for lo in range(0, len(x), self.max_batch):
             chunk = x[lo : lo + self.max_batch]
             self._runner.feature_errors(chunk, errors[lo : lo + len(chunk)])
+        self.inference_s += time.perf_counter() - started
+        self.inference_windows += len(x)
         return ScoreBatch(pool_features(errors, self.manifest.score, self._error_scale), errors)
 
     def decision_function(self, windows: np.ndarray) -> np.ndarray:

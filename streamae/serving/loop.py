@@ -269,8 +269,8 @@ class Daemon:
             return
         started = time.perf_counter()
         top_k, topic = self.settings.model.top_features, self.settings.kafka.scores_topic
+        inference = self.scorer.inference_s, self.scorer.inference_windows
         scored = score(self.scorer, pending)
-        metrics.inference(time.perf_counter() - started, sum(map(len, pending)))
         for windows, batch in scored:
             p = Partition(windows.topic, windows.partition)
             out = self._parts[p].outputs(
@@ -288,6 +288,11 @@ class Daemon:
                 self.publisher.add_dead_letter(r)
             self.stats.replayed_windows += out.replayed
             metrics.REPLAYED.inc(out.replayed)
+        # ONNX Runtime's share of the micro-batch, wherever it ran (partition outputs, for an
+        # adaptive bundle)
+        metrics.inference(
+            self.scorer.inference_s - inference[0], self.scorer.inference_windows - inference[1]
+        )
         self.stats.batches += 1
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - started)
 

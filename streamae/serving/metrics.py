@@ -79,7 +79,7 @@ for _result in ("ok", "refused"):
 # -- latency -----------------------------------------------------------------------------
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INFERENCE_SECONDS = Histogram(
-    "streamae_inference_seconds", "One ONNX Runtime call over a micro-batch", buckets=_LATENCY_BUCKETS
+    "streamae_inference_seconds", "ONNX Runtime time spent on one micro-batch", buckets=_LATENCY_BUCKETS
 )
 INFERENCE_WINDOWS = Counter("streamae_inference_windows_total", "Windows passed to ONNX Runtime")
 
@@ -213,7 +213,7 @@ def model_reloaded(ok: bool, version: str = "", variant: str = "") -> None:
 
 
 def inference(seconds: float, windows: int) -> None:
-    """One ONNX Runtime call over ``windows`` windows took ``seconds``."""
+    """ONNX Runtime spent ``seconds`` on the ``windows`` windows of one micro-batch."""
     INFERENCE_SECONDS.observe(seconds)
     INFERENCE_WINDOWS.inc(windows)
 
