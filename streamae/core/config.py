@@ -89,6 +89,19 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(100, ge=0)
     batch_size: int = Field(1_048_576, ge=1024, description="producer batch bytes per partition")
     request_timeout_ms: int = Field(30000, ge=1000, description="also bounds the wait for acks")
+    delivery_timeout_ms: int | None = Field(
+        None,
+        ge=1000,
+        description="how long a sent record may wait for its acknowledgement, retries included, "
+        "before it fails and its micro-batch is sent again; unset: 60 s, or request_timeout_ms + "
+        "linger_ms (the least both clients accept) when that is longer",
+    )
+    reconnect_backoff_max_ms: int = Field(
+        1000,
+        ge=10,
+        description="longest wait between two attempts to reach a broker that went away; the "
+        "clients' own (30 s on kafka-python) is added to the recovery after every outage",
+    )
     commit_interval_ms: int = Field(
         1000,
         ge=0,
@@ -111,10 +124,23 @@ class KafkaSettings(_Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
 
+    @property
+    def delivery_timeout(self) -> int:
+        """The producers' delivery timeout in ms, one value for both clients (their own defaults
+        are 120 s and 300 s, or librdkafka's transaction timeout, 60 s): an open transaction whose
+        records the client does not deliver holds every partition of the member that long."""
+        return self.delivery_timeout_ms or max(60_000, self.request_timeout_ms + self.linger_ms)
+
     @model_validator(mode="after")
-    def _security_consistent(self) -> KafkaSettings:
+    def _consistent(self) -> KafkaSettings:
         # named as the variables a user sets: this section only exists as STREAMAE_KAFKA__*
         var = "STREAMAE_KAFKA__"
+        least = self.request_timeout_ms + self.linger_ms
+        if self.delivery_timeout_ms is not None and self.delivery_timeout_ms < least:
+            raise ValueError(
+                f"{var}DELIVERY_TIMEOUT_MS={self.delivery_timeout_ms} must be at least "
+                f"{var}REQUEST_TIMEOUT_MS + {var}LINGER_MS ({least})"
+            )
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password is not None):
             raise ValueError(

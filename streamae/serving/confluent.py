@@ -33,10 +33,30 @@ def client_configs(k: KafkaSettings) -> dict[str, Any]:
     return {
         "bootstrap.servers": k.bootstrap_servers,
         "client.id": k.client_id,
+        "reconnect.backoff.max.ms": k.reconnect_backoff_max_ms,
         "logger": rdlog,
         "error_cb": _log_client_error,
         **librdkafka_security(k),
     }
+
+
+def producer_config(k: KafkaSettings, transactional_id: str | None = None) -> dict[str, Any]:
+    """An idempotent producer (acks=all, five requests in flight without reordering or
+    duplicates), transactional with an id; records time out after ``k.delivery_timeout``."""
+    config: dict[str, Any] = {
+        **client_configs(k),
+        "enable.idempotence": True,
+        "linger.ms": k.linger_ms,
+        "message.timeout.ms": k.delivery_timeout,
+        "batch.size": k.batch_size,
+        "compression.type": k.compression_type,
+        "queue.buffering.max.messages": 1_000_000,
+    }
+    if transactional_id is not None:
+        config["transactional.id"] = transactional_id
+        # librdkafka refuses a message timeout above the transaction's (60 s by default)
+        config["transaction.timeout.ms"] = max(60_000, k.delivery_timeout)
+    return config
 
 
 def _log_client_error(err: KafkaError) -> None:
@@ -73,17 +93,9 @@ class ConfluentTransport:
                 "isolation.level": _isolation(k),
             }
         )
-        self._producer_config: dict[str, Any] = {
-            **client_configs(k),
-            "enable.idempotence": True,  # acks=all, ordered and deduplicated retries
-            "linger.ms": k.linger_ms,
-            "batch.size": k.batch_size,
-            "compression.type": k.compression_type,
-            "queue.buffering.max.messages": 1_000_000,
-        }
         if self.transactional:
             self._txn_id = TransactionalId(k)
-            self._producer_config["transactional.id"] = self._txn_id.value
+        self._producer_config = producer_config(k, self._txn_id.value if self._txn_id else None)
         self._producer = self._new_producer()
         self._replaced = False  # the producer was replaced in the open transaction: nothing to abort
         self._reader: Consumer | None = None

@@ -31,6 +31,7 @@ def client_configs(s: KafkaSettings) -> dict[str, Any]:
     return {
         "bootstrap_servers": s.bootstrap_servers.split(","),
         "client_id": s.client_id,
+        "reconnect_backoff_max_ms": s.reconnect_backoff_max_ms,
         **kafka_python_security(s),  # TLS and SASL (holds secrets in clear: never log it)
     }
 
@@ -51,6 +52,7 @@ def make_producer(s: KafkaSettings, transactional_id: str | None = None) -> Kafk
         enable_idempotence=idempotent,
         max_in_flight_requests_per_connection=5 if idempotent else 1,
         request_timeout_ms=s.request_timeout_ms,
+        delivery_timeout_ms=s.delivery_timeout,
         linger_ms=s.linger_ms,
         batch_size=s.batch_size,
         compression_type=None if s.compression_type == "none" else s.compression_type,
@@ -193,15 +195,23 @@ class KafkaPythonTransport:
             commit_or_replace(commit, 2 * self.k.request_timeout_ms / 1000 + 5, self._replace_producer)
 
     def _replace_producer(self) -> None:
-        self._producer, self._replaced = self._new_producer(), True
+        """A new producer with the same transactional id fences the old one, aborting its
+        transaction; the old one is closed without waiting (its sends can only fail now)."""
+        old, self._producer, self._replaced = self._producer, self._new_producer(), True
+        within(lambda: old.close(timeout=0), 5)
 
     def abort_transaction(self) -> None:
         if self._replaced:  # the new producer fenced the transaction: it is aborted
             return
-        with translated("aborting a transaction", other=errors.DeliveryFatal):
-            if within(self._producer.abort_transaction, self.k.request_timeout_ms / 1000):
-                return
-            self._producer = self._new_producer()  # fences the stuck one: its transaction aborts
+        try:
+            with translated("aborting a transaction", other=errors.TransactionFailed):
+                if within(self._producer.abort_transaction, self.k.request_timeout_ms / 1000):
+                    return
+        except errors.TransactionFailed as exc:
+            # kafka-python refuses to abort while it bumps the epoch after records expired
+            # ("invalid transition from BUMPING_PRODUCER_EPOCH"): fencing aborts it as well
+            log.warning("the producer refused to abort the transaction (%s): replacing it", exc)
+        self._replace_producer()
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         with translated(f"metadata of '{topic}' not read"):

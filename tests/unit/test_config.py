@@ -224,3 +224,19 @@ def test_passwords_never_printed_by_streamae_config_repr_or_logs(monkeypatch, tm
     assert "streamae: error:" in printed
     for secret in ("sasl-secret", "tls-key-secret"):
         assert secret not in printed
+
+
+def test_delivery_timeout_is_a_minute_or_what_the_request_timeout_needs_unless_set(monkeypatch):
+    monkeypatch.setenv("STREAMAE_KAFKA__REQUEST_TIMEOUT_MS", "10000")
+    monkeypatch.setenv("STREAMAE_KAFKA__LINGER_MS", "50")
+    assert load_settings().kafka.delivery_timeout == 60_000
+    monkeypatch.setenv("STREAMAE_KAFKA__REQUEST_TIMEOUT_MS", "70000")
+    assert load_settings().kafka.delivery_timeout == 70050
+    monkeypatch.setenv("STREAMAE_KAFKA__REQUEST_TIMEOUT_MS", "10000")
+    monkeypatch.setenv("STREAMAE_KAFKA__DELIVERY_TIMEOUT_MS", "40000")
+    assert load_settings().kafka.delivery_timeout == 40000
+    # below what kafka-python accepts (and what a record needs for one request): refused at start
+    monkeypatch.setenv("STREAMAE_KAFKA__DELIVERY_TIMEOUT_MS", "10000")
+    refused = r"STREAMAE_KAFKA__DELIVERY_TIMEOUT_MS=10000 must be at least .*10050"
+    with pytest.raises(ConfigError, match=refused):
+        load_settings()
