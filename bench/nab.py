@@ -57,7 +57,7 @@ LEADERBOARD: dict[str, tuple[float, float | None, float | None]] = {
 # range rule widened by 5 %, HTM's published constant. Neither was swept on NAB's labels.
 NAB_SETTINGS: dict[str, object] = {
     "window": 16,
-    "sparse": True,
+    "record_high": True,
     "record_half_life": 10000,
     "range_widen": 0.05,
 }

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from streamae.cli.common import Subparsers, settings
+from streamae.core.config import load_train_settings
 
 
 def register(sub: Subparsers) -> None:
@@ -13,11 +15,14 @@ def register(sub: Subparsers) -> None:
         help="print the effective settings (secrets masked)",
         description="Print the settings resolved from STREAMAE_* environment variables "
         "(nested with __, e.g. STREAMAE_KAFKA__BOOTSTRAP_SERVERS) and .env, as JSON. Secrets are "
-        "masked. An invalid or unknown variable fails with its name.",
+        'masked; streamae train\'s own section (STREAMAE_TRAIN__*) under "train". An invalid or '
+        "unknown variable fails with its name.",
     )
     g.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(settings(args).model_dump_json(indent=2))  # SecretStr prints masked
+    doc = json.loads(settings(args).model_dump_json())  # SecretStr prints masked
+    doc["train"] = load_train_settings().model_dump(mode="json")
+    print(json.dumps(doc, indent=2))
     return 0

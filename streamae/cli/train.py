@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from streamae.cli.common import Subparsers
-from streamae.core.config import TrainSettings, load_settings
+from streamae.core.config import TrainSettings, load_train_settings
+from streamae.core.manifest import PostProcessing, WindowScore
 
 
 def register(sub: Subparsers) -> None:
@@ -65,7 +66,11 @@ def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = No
     """One flag per :class:`~streamae.core.config.TrainSettings` field (``--batch-size`` for
     ``batch_size``), or per field in ``names``; an unset flag keeps the configured value
     (``STREAMAE_TRAIN__*``), or what ``keeps`` says (``{default}``: the configured default)."""
-    for name, field in TrainSettings.model_fields.items():
+    # the window score's and post-processing's fields, inherited and so first in model_fields,
+    # after the model's own
+    inherited = {*WindowScore.model_fields, *PostProcessing.model_fields}
+    fields = sorted(TrainSettings.model_fields.items(), key=lambda f: f[0] in inherited)
+    for name, field in fields:
         if names is not None and name not in names:
             continue
         ann = field.annotation
@@ -82,11 +87,16 @@ def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = No
             help=f"{field.description or name.replace('_', ' ')} (default: {default})".replace("%", "%%"),
             **kind,
         )
+        for old in (o for o, new in TrainSettings.renamed.items() if new == name):
+            t.add_argument(
+                "--" + old.replace("_", "-"), default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kind
+            )
 
 
 def train_settings(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainSettings:
     """Configured training settings with ``base`` and then the given flags on top; errors
     name the flag."""
-    flags = {name: getattr(args, name) for name in TrainSettings.model_fields if hasattr(args, name)}
+    fields = [*TrainSettings.model_fields, *TrainSettings.renamed]
+    flags = {name: getattr(args, name) for name in fields if hasattr(args, name)}
     names: dict[tuple[str, ...], str] = {("train", name): "--" + name.replace("_", "-") for name in flags}
-    return load_settings(names, train={**(base or {}), **flags}).train
+    return load_train_settings(names, **{**(base or {}), **flags})

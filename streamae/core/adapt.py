@@ -17,13 +17,12 @@ one block level at a time (usually one), learning from each level's flags before
 
 Every key starts at the training statistics (no correction). The state per key is one
 JSON-ready list ``[n, m_a…, s_a…, m…, q…]`` (windows seen; applied mean and spread; running
-mean and second moment) in the post-processing state under :data:`STATE`, so it is saved
-with the alert state at each commit, restored after a restart and forgotten with idle keys.
+mean and second moment), the ``adapt`` of the stream's state (``core/stream_state.py``), so it
+is saved with the alert state at each commit, restored after a restart and forgotten with idle
+keys.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +30,6 @@ import pandas as pd
 from streamae.core.groups import ranks
 from streamae.core.manifest import AdaptSpec
 
-#: the component of the post-processing state (``core/postprocess.py``) that holds it
-STATE = "adapt"
 #: the running spread, relative to the training spread, is clipped to these bounds
 SCALE_LIMITS = (0.25, 4.0)
 
@@ -43,9 +40,9 @@ def is_active(spec: AdaptSpec) -> bool:
 
 class Adapter:
     """The normalisation state of the keys of one batch of windows (in stream order), taken
-    from ``state`` on construction and written back by :meth:`save`."""
+    from ``state`` (key -> row) on construction and written back by :meth:`save`."""
 
-    def __init__(self, spec: AdaptSpec, keys: np.ndarray, state: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, spec: AdaptSpec, keys: np.ndarray, state: dict[str, list[float]]) -> None:
         assert spec.half_life is not None
         self.spec = spec
         self.decay = 0.5 ** (1.0 / spec.half_life)
@@ -55,9 +52,8 @@ class Adapter:
         codes, uniques = pd.factorize(np.asarray(keys, dtype=object))
         self.codes: np.ndarray = codes
         self.names = [str(u) for u in uniques]
-        saved = state.setdefault(STATE, {})
         fresh = [0.0, *([0.0] * f), *([1.0] * f), *([0.0] * f), *([1.0] * f)]
-        table = np.array([saved.get(name, fresh) for name in self.names], dtype=np.float64).reshape(
+        table = np.array([state.get(name, fresh) for name in self.names], dtype=np.float64).reshape(
             -1, 1 + 4 * f
         )
         self.n = table[:, 0].astype(np.int64)
@@ -100,12 +96,11 @@ class Adapter:
             spread = np.sqrt(np.maximum(self.q[done] - self.m[done] ** 2, 0.0))
             self.s_applied[done] = np.clip(spread, *SCALE_LIMITS)
 
-    def save(self, state: dict[str, dict[str, Any]]) -> None:
-        saved = state.setdefault(STATE, {})
+    def save(self, state: dict[str, list[float]]) -> None:
         rows = np.column_stack([self.n, self.m_applied, self.s_applied, self.m, self.q]).tolist()
         for name, row in zip(self.names, rows):
             row[0] = int(row[0])
-            saved[name] = row
+            state[name] = row
 
 
 def levels(codes: np.ndarray, seen: np.ndarray, block: int) -> np.ndarray:

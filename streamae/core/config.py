@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Any, Literal, TypeVar, get_origin
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -34,6 +34,7 @@ from streamae.core.train_settings import Variant as Variant
 
 ENV_PREFIX = "STREAMAE_"
 ENV_DELIMITER = "__"
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 class ConfigError(ValueError):
@@ -229,16 +230,19 @@ class AlertSettings(_Section):
         return ratios
 
 
+_SOURCES = SettingsConfigDict(
+    env_prefix=ENV_PREFIX,
+    env_nested_delimiter=ENV_DELIMITER,
+    env_file=".env",
+    extra="ignore",  # a shared .env may hold other tools' variables; ours are checked
+    frozen=True,
+)
+
+
 class Settings(BaseSettings):
     """All daemon settings. Example: ``STREAMAE_KAFKA__BOOTSTRAP_SERVERS=host:9092``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=ENV_DELIMITER,
-        env_file=".env",
-        extra="ignore",  # a shared .env may hold other tools' variables; ours are checked
-        frozen=True,
-    )
+    model_config = _SOURCES
 
     kafka: KafkaSettings = KafkaSettings()
     model: ModelSettings = ModelSettings()
@@ -246,7 +250,6 @@ class Settings(BaseSettings):
     output: OutputSettings = OutputSettings()
     windows: WindowSettings = WindowSettings()
     alerts: AlertSettings = AlertSettings()
-    train: TrainSettings = TrainSettings()
     metrics_port: int = Field(
         0, ge=0, le=65535, description="HTTP port of /metrics, /healthz and /ready; 0 disables"
     )
@@ -273,6 +276,15 @@ class Settings(BaseSettings):
     )
 
 
+class TrainerSettings(BaseSettings):
+    """What ``streamae train`` and ``calibrate`` read (``STREAMAE_TRAIN__*``), from the same
+    environment and ``.env`` as the daemon, which does not carry them."""
+
+    model_config = _SOURCES
+
+    train: TrainSettings = TrainSettings()
+
+
 def env_name(loc: tuple[Any, ...]) -> str:
     """The environment variable that sets the field at pydantic location ``loc``."""
     return ENV_PREFIX + ENV_DELIMITER.join(str(part) for part in loc).upper()
@@ -290,10 +302,12 @@ def _unknown_env_vars(names: list[str]) -> list[str]:
             ann = field.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, loc)
+                known.update(env_name((*loc, old)) for old in getattr(ann, "renamed", {}))
             elif get_origin(ann) is dict:
                 mapping_prefixes.append(env_name(loc) + ENV_DELIMITER)
 
     walk(Settings, ())
+    walk(TrainerSettings, ())
     return sorted(
         n
         for n in names
@@ -304,17 +318,27 @@ def _unknown_env_vars(names: list[str]) -> list[str]:
 
 
 def load_settings(flag_names: dict[tuple[Any, ...], str] | None = None, **overrides: Any) -> Settings:
-    """Build settings from the environment, ``.env`` and ``overrides``; fail with field names.
-
-    ``flag_names`` names overridden fields as the command-line flags that set them.
+    """Build the daemon's settings from the environment, ``.env`` and ``overrides``; fail with
+    field names. ``flag_names`` names overridden fields as the command-line flags that set them.
     """
+    return _load(Settings, flag_names, overrides)
+
+
+def load_train_settings(
+    flag_names: dict[tuple[Any, ...], str] | None = None, **overrides: Any
+) -> TrainSettings:
+    """:func:`load_settings` for ``streamae train``: the ``train`` section, ``overrides`` on top."""
+    return _load(TrainerSettings, flag_names, {"train": overrides}).train
+
+
+def _load(kind: type[_S], flag_names: dict[tuple[Any, ...], str] | None, overrides: dict[str, Any]) -> _S:
     dotenv = Path(".env")
     names = [*os.environ, *(dotenv_values(dotenv) if dotenv.is_file() else {})]
     unknown = _unknown_env_vars(names)
     if unknown:
         raise ConfigError("unknown setting(s): " + ", ".join(unknown))
     try:
-        return Settings(**overrides)
+        return kind(**overrides)
     except ValidationError as exc:
         flags = flag_names or {}
         lines = [f"  {flags.get(tuple(e['loc']), env_name(e['loc']))}: {e['msg']}" for e in exc.errors()]

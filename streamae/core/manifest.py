@@ -5,7 +5,7 @@ fields, non-finite numbers and inconsistent lengths are refused, naming the fiel
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,6 +15,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from streamae.core.renamed import POST_RENAMED, accept_old_names
 
 FORMAT_VERSION: Final = 2  # 2: threshold calibration record, code output, extras
 
@@ -52,22 +54,33 @@ class Threshold(_Strict):
     calibration_windows: int = Field(ge=1, description="held-out normal windows it was set on")
 
 
-class ScoreSpec(_Strict):
-    """How a window's reconstruction errors become its score (see ``core/window_score.py``)."""
+class WindowScore(_Strict):
+    """How a window's reconstruction errors become its score (see ``core/window_score.py``):
+    the choices, defined here once for the manifest's ``score``, the ``train`` settings and
+    the candidates of label-free selection."""
 
     time_weighting: Literal["uniform", "recent"] = Field(
-        "uniform", description="recent: weights halve every half_life readings back from the newest"
+        "uniform",
+        description="window score: errors weighted evenly, or halving every half_life readings back "
+        "from the newest",
     )
-    half_life: float | None = Field(None, gt=0, description="readings; None: a quarter of the window")
+    half_life: float | None = Field(
+        None, gt=0, description="recent weighting: readings; None: a quarter of the window"
+    )
     feature_norm: bool = Field(
-        False, description="divide each feature's error by its held-out normal mean before pooling"
+        False, description="window score: each feature's error over its held-out normal mean before pooling"
     )
-    feature_pool: Literal["mean", "max"] = "mean"
+    feature_pool: Literal["mean", "max"] = Field("mean", description="window score across features")
     reading_residual: bool = Field(
         False,
-        description="add to each feature's error its cross-sensor residual in the window's newest "
-        "reading (off a PCA of single training readings), weighted to the same normal size",
+        description="window score: add each feature's cross-sensor residual in the newest reading "
+        "(a PCA of single training readings, weighted to the same normal size; needs 2 or more features)",
     )
+
+
+class ScoreSpec(WindowScore):
+    """The manifest's ``score``: the choices, and what training fitted for the residual."""
+
     residual_center: list[float] = Field(
         default_factory=list, description="per feature: mean training reading, model input units"
     )
@@ -106,20 +119,44 @@ class ScoreSpec(_Strict):
 _RESIDUAL_FIELDS = ("residual_center", "residual_components", "residual_weight")
 
 
-class PostSpec(_Strict):
-    """Streaming post-processing of window scores per key (see ``core/postprocess.py``)."""
+class PostProcessing(_Strict):
+    """Which streaming post-processing stages run on window scores per key (see
+    ``core/postprocess.py``): the choices, defined here once for the manifest's ``postprocess``
+    and the ``train`` settings."""
 
-    likelihood: bool = False
+    #: old names still accepted (a bundle, ``STREAMAE_TRAIN__SPARSE``, ``--quiet-windows``), warned
+    renamed: ClassVar[dict[str, str]] = POST_RENAMED
+
+    likelihood: bool = Field(False, description="post-processing: HTM-style anomaly likelihood of the scores")
+    record_high: bool = Field(
+        False, description="post-processing: report a window only when it breaks its key's record"
+    )
+    record_half_life: float = Field(1000.0, gt=0, description="record_high: windows for the record to halve")
+    range_widen: float | None = Field(
+        None,
+        ge=0,
+        description="post-processing: flag readings outside the key's running range widened by this "
+        "(HTM: 0.05); None: off",
+    )
+    suppress_windows: int = Field(
+        0, ge=0, description="post-processing: windows of a key not flagged after a flag"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return accept_old_names(data, POST_RENAMED, cls.__name__)
+
+
+class PostSpec(PostProcessing):
+    """The manifest's ``postprocess``: the stages, their constants and the training range."""
+
     likelihood_alpha: float = Field(0.001, gt=0, le=1, description="long-run EWMA weight")
     likelihood_short_alpha: float = Field(0.1, gt=0, le=1, description="recent EWMA weight")
     likelihood_far: float = Field(1e-3, gt=0, lt=1, description="flag when likelihood > 1 - this")
-    sparse: bool = False
-    record_half_life: float = Field(1000.0, gt=0, description="windows for the record to halve")
     record_margin: float = Field(0.1, ge=0, description="how far above the record a window must be")
-    range_widen: float | None = Field(None, ge=0, description="range rule on (HTM: 0.05); None: off")
     range_lo: list[float] = Field(default_factory=list, description="per feature, from training")
     range_hi: list[float] = Field(default_factory=list)
-    quiet_windows: int = Field(0, ge=0, description="windows of a key not flagged after a flag")
 
 
 class AdaptSpec(_Strict):
@@ -137,17 +174,12 @@ class AdaptSpec(_Strict):
     ref_std: list[float] = Field(default_factory=list, description="per feature, training readings")
 
 
-class CandidateSettings(_Strict):
+class CandidateSettings(WindowScore):
     """What one selection candidate trained and how it scored windows."""
 
     variant: str
     window: int = Field(ge=1)
     code: int | None = None
-    time_weighting: Literal["uniform", "recent"] = "uniform"
-    half_life: float | None = None
-    feature_norm: bool = False
-    feature_pool: Literal["mean", "max"] = "mean"
-    reading_residual: bool = False
 
     def describe(self) -> str:
         """``conv w30 (recent, norm, residual)``: the candidate in a few words."""

@@ -71,7 +71,7 @@ def score_frame(
     post-processing included (each key starting afresh); rows in file order."""
     m = scorer.manifest
     windows = frame_windows(frame, m.features, m.window, m.stride, source, idle_ttl_s)
-    batch, smoothed = scorer.stream(windows, {}, None)
+    batch, smoothed = scorer.stream(windows)
     rows = [
         {
             "timestamp": msg["window_end"],

@@ -7,7 +7,7 @@ final ratio exceeds 1), in this order; each stage is off unless the bundle turns
     HTM's anomaly likelihood: how unusual the recent (short EWMA) log-ratio is against the
     key's long-run (long EWMA) mean and spread; ``ratio = Φ(z) / (1 - likelihood_far)``, so a
     window crosses 1 when its likelihood passes ``1 - likelihood_far``.
-``sparse``
+``record_high``
     Record-high output: a window keeps its ratio only when it beats the key's running record
     (a maximum that decays by half every ``record_half_life`` windows) by ``record_margin``,
     else 0 — the onset of an excursion is reported, its plateau is not.
@@ -15,8 +15,8 @@ final ratio exceeds 1), in this order; each stage is off unless the bundle turns
     HTM's "spatial" rule: a newest reading outside the running range of its key (seeded with
     the training range) widened by this fraction of the range on each side is anomalous
     whatever the model says (``ratio = max(ratio, 1 + excess)``).
-``quiet_windows``
-    After a window is flagged, the next ``quiet_windows`` windows of its key are not.
+``suppress_windows``
+    After a window is flagged, the next ``suppress_windows`` windows of its key are not.
 
 The state per key (EWMAs, record, running range, quiet countdown) is a plain JSON-ready
 dict, carried across micro-batches, saved with the alert state and restored after a restart;
@@ -55,7 +55,7 @@ def forget(state: PostState, keys: list[str]) -> None:
 
 
 def is_active(spec: PostSpec) -> bool:
-    return spec.likelihood or spec.sparse or spec.range_widen is not None or spec.quiet_windows > 0
+    return spec.likelihood or spec.record_high or spec.range_widen is not None or spec.suppress_windows > 0
 
 
 def apply(
@@ -72,18 +72,18 @@ def apply(
     out: np.ndarray = np.asarray(ratio, dtype=np.float64).copy()
     if spec.likelihood:
         out = _likelihood(spec, keys, out, state)
-    if spec.sparse or spec.range_widen is not None or spec.quiet_windows:
+    if spec.record_high or spec.range_widen is not None or spec.suppress_windows:
         codes, uniques = pd.factorize(keys)
         order = np.argsort(codes, kind="stable")
         group = codes[order]
         names = [str(u) for u in uniques]
         sorted_out = out[order]
-        if spec.sparse:
+        if spec.record_high:
             sorted_out = _record_high(spec, group, names, sorted_out, state)
         if spec.range_widen is not None:
             sorted_out = _range_rule(spec, group, names, sorted_out, newest[order], state)
-        if spec.quiet_windows:
-            sorted_out = _quiet(spec.quiet_windows, group, names, sorted_out, state)
+        if spec.suppress_windows:
+            sorted_out = _quiet(spec.suppress_windows, group, names, sorted_out, state)
         out[order] = sorted_out
     return out
 

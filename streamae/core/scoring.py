@@ -30,6 +30,7 @@ from streamae.core.postprocess import PostState
 from streamae.core.score_graph import scoring_graph
 from streamae.core.session import CUDA, IoBindingMode, ScoringSession
 from streamae.core.smoothing import ewma
+from streamae.core.stream_state import StreamState
 from streamae.core.window_score import ReadingResidual, pool_features, time_weights
 from streamae.core.windows import Windows
 
@@ -212,36 +213,32 @@ class Scorer:
         return adapt.is_active(self.manifest.adapt)
 
     def stream(
-        self,
-        windows: Windows,
-        smoothing: SmoothingState | None,
-        post: PostState | None,
-        batch: ScoreBatch | None = None,
+        self, windows: Windows, state: StreamState | None = None, batch: ScoreBatch | None = None
     ) -> tuple[ScoreBatch, np.ndarray]:
         """Raw scores of ``windows`` (in stream order) and the scores compared with the
-        threshold (smoothed and post-processed), carrying the per-key state ``smoothing`` and
-        ``post`` (streaming normalisation's included) across calls: the one path of ``serve``
-        and ``score``. ``batch``: the windows' raw scores when already computed (ignored by an
-        adaptive bundle, whose scores depend on the state)."""
+        threshold (smoothed and post-processed), carrying the per-key ``state`` across calls
+        (None: a stream of its own): the one path of ``serve``, ``score``, ``evaluate``,
+        ``inspect`` and selection. ``batch``: the windows' raw scores when already computed
+        (ignored by an adaptive bundle, whose scores depend on the state)."""
+        state = StreamState() if state is None else state
         if not self.adaptive:
             batch = self.score(windows.data) if batch is None else batch
-            return batch, self.finalise(windows, self.smooth(windows.keys, batch.scores, smoothing), post)
-        smoothing = {} if smoothing is None else smoothing
-        post = postprocess.new_state() if post is None else post
+            smoothed = self.smooth(windows.keys, batch.scores, state.smoothing)
+            return batch, self.finalise(windows, smoothed, state.post)
         n, f = len(windows), len(self.manifest.features)
         scores, final = np.empty(n, np.float64), np.empty(n, np.float64)
         errors = np.empty((n, f), np.float32)
         if not n:
             return ScoreBatch(scores, errors), final
-        adapter = adapt.Adapter(self.manifest.adapt, windows.keys, post)
+        adapter = adapt.Adapter(self.manifest.adapt, windows.keys, state.adapt)
         for level in range(int(adapter.levels.max()) + 1):  # one block of each key at a time
             rows = adapter.levels == level
             part = windows.select(rows)
             b = self.score(adapter.correct(part.data, rows))
-            out = self.finalise(part, self.smooth(part.keys, b.scores, smoothing), post)
+            out = self.finalise(part, self.smooth(part.keys, b.scores, state.smoothing), state.post)
             adapter.learn(rows, part.data[:, -1, :], out > self.threshold)
             scores[rows], errors[rows], final[rows] = b.scores, b.feature_errors, out
-        adapter.save(post)
+        adapter.save(state.adapt)
         return ScoreBatch(scores, errors), final
 
     def messages(
@@ -249,13 +246,11 @@ class Scorer:
         windows: Windows,
         batch: ScoreBatch,
         top_k: int = 3,
-        smoothing: SmoothingState | None = None,
-        post: PostState | None = None,
+        state: StreamState | None = None,
     ) -> list[dict[str, Any]]:
-        """Score messages (see ``messages.ScoreMessage``) for scored windows, in order;
-        ``smoothing`` is the per-key EWMA state (see :meth:`smooth`), ``post`` the
-        post-processing state (see :meth:`finalise`)."""
-        batch, final = self.stream(windows, smoothing, post, batch)
+        """Score messages (see ``messages.ScoreMessage``) for scored windows, in order, with
+        the per-key ``state`` of :meth:`stream`."""
+        batch, final = self.stream(windows, state, batch)
         return self.to_messages(windows, batch, final, top_k)
 
     def to_messages(

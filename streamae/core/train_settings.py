@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from streamae.core.manifest import PostProcessing, WindowScore
 
 # the autoencoder family (streamae.training.models builds them; kept here so settings need no torch)
 Variant = Literal["dense", "denoising", "sparse", "contractive", "variational", "conv", "lstm", "pca"]
@@ -16,7 +18,7 @@ ThresholdMethod = Literal["quantile", "sigma", "pot"]
 SearchBreadth = Literal["quick", "default", "wide"]
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(WindowScore, PostProcessing):
     """``streamae train`` defaults (``STREAMAE_TRAIN__*``); command-line flags override them.
 
     ``variant="auto"`` selects the detector on held-out history with injected faults
@@ -25,6 +27,8 @@ class TrainSettings(BaseModel):
     is what :func:`streamae.training.fit.fit` trains when a caller sets no variant. Other
     fields set by the user (``model_fields_set``: a flag or a variable) are pinned during
     selection: ``--window 30`` searches variants and score aggregations at window 30 only.
+    The window score's and post-processing's fields come from
+    :class:`~streamae.core.manifest.WindowScore` and :class:`~streamae.core.manifest.PostProcessing`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)  # as every section of config.Settings
@@ -65,30 +69,6 @@ class TrainSettings(BaseModel):
     ewma_alpha: float = Field(
         1.0, gt=0, le=1, description="smooth scores per key before the threshold (1: off)"
     )
-    time_weighting: Literal["uniform", "recent"] = Field(
-        "uniform", description="window score: errors weighted evenly, or halving every half-life back"
-    )
-    half_life: float | None = Field(None, gt=0, description="recent weighting: readings (default window/4)")
-    feature_norm: bool = Field(
-        False, description="window score: each feature's error over its held-out normal mean"
-    )
-    feature_pool: Literal["mean", "max"] = Field("mean", description="window score across features")
-    reading_residual: bool = Field(
-        False,
-        description="window score: add each feature's cross-sensor residual in the newest reading "
-        "(a PCA of single readings; needs 2 or more features)",
-    )
-    sparse: bool = Field(
-        False, description="post-processing: report a window only when it breaks its key's record"
-    )
-    record_half_life: float = Field(1000.0, gt=0, description="sparse: windows for the record to halve")
-    range_widen: float | None = Field(
-        None,
-        ge=0,
-        description="post-processing: flag readings outside the key's running range widened by this",
-    )
-    likelihood: bool = Field(False, description="post-processing: HTM-style anomaly likelihood of the scores")
-    quiet_windows: int = Field(0, ge=0, description="post-processing: windows not flagged after a flag")
     adapt_half_life: float | None = Field(
         None,
         gt=0,

@@ -176,7 +176,7 @@ def _data_plots(scorer: Scorer, data_path: Path, out: Path, plots: dict[str, Pat
     if len(windows) < 2:
         notes.append(f"{source}: {len(windows)} complete window(s) of {m.window}; need 2 for the data plots")
         return
-    _, scores = scorer.stream(windows, {}, None)  # what serve and score compare with the threshold
+    _, scores = scorer.stream(windows)  # what serve and score compare with the threshold
     labelled = None if labels is None else labels[windows.last_offset].astype(bool)
     flagged = scores > m.threshold.value
     plots["score histogram"] = plot_score_histogram(

@@ -30,7 +30,7 @@ from streamae.serving.committer import REWIND, WAITING, Committer
 from streamae.serving.dead_letters import Rejected
 from streamae.serving.decode import ReadingDecoder
 from streamae.serving.microbatch import MicroBatch, score
-from streamae.serving.partition import PartitionState
+from streamae.serving.partition import OutputPlan, PartitionState
 from streamae.serving.progress import DaemonStats as DaemonStats  # re-exported (demo)
 from streamae.serving.progress import HealthSnapshot
 from streamae.serving.publisher import Published, Publisher
@@ -268,20 +268,12 @@ class Daemon:
         if not pending:
             return
         started = time.perf_counter()
-        top_k, topic = self.settings.model.top_features, self.settings.kafka.scores_topic
+        plan = OutputPlan.of(self.scorer, self.settings)
         inference = self.scorer.inference_s, self.scorer.inference_windows
         scored = score(self.scorer, pending)
         for windows, batch in scored:
             p = Partition(windows.topic, windows.partition)
-            out = self._parts[p].outputs(
-                self.scorer,
-                windows,
-                batch,
-                self.checkpoint.scored_through(p),
-                top_k,
-                self.settings.output,
-                topic,
-            )
+            out = self._parts[p].outputs(plan, windows, batch, self.checkpoint.scored_through(p))
             self.publisher.add_scores(p, out.scores)
             self.publisher.add_alerts(p, out.alerts)
             for r in out.too_large:

@@ -67,20 +67,16 @@ class MicroBatch:
         return dropped
 
 
-def score(scorer: Scorer, pending: list[Windows]) -> list[tuple[Windows, ScoreBatch]]:
-    """Score all ``pending`` windows in one call; each :class:`Windows` with its own scores."""
+def score(scorer: Scorer, pending: list[Windows]) -> list[tuple[Windows, ScoreBatch | None]]:
+    """Score all ``pending`` windows in one call; each :class:`Windows` with its own scores,
+    or None for an adaptive bundle: a window's score depends on its key's earlier flags
+    there, so each partition scores its own windows with its state (``Scorer.stream``)."""
     if not pending:
         return []
     if scorer.adaptive:
-        # a window's score depends on its key's earlier flags: each partition scores its own
-        # windows with its state (PartitionState.outputs through Scorer.stream)
-        f = len(scorer.manifest.features)
-        return [
-            (w, ScoreBatch(np.full(len(w), np.nan), np.full((len(w), f), np.nan, np.float32)))
-            for w in pending
-        ]
+        return [(w, None) for w in pending]
     batch = scorer.score(np.concatenate([w.data for w in pending]))
-    out = []
+    out: list[tuple[Windows, ScoreBatch | None]] = []
     lo = 0
     for windows in pending:
         hi = lo + len(windows)

@@ -1,5 +1,5 @@
-"""What the loop holds for one assigned partition: windows per key, alert policy, smoothing
-and post-processing state (streaming normalisation's included, ``core/adapt.py``).
+"""What the loop holds for one assigned partition: windows per key, alert policy, and the
+stream's per-key state (``core/stream_state.py``: smoothing, post-processing, normalisation).
 
 Built fresh when a partition's first records arrive after an assignment, restored from
 the state store (alerts, smoothing, post-processing; windows are rebuilt by the replay), and
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streamae.core import postprocess
 from streamae.core.alerts import AlertPolicy
 from streamae.core.config import OutputSettings, Settings
 from streamae.core.scoring import ScoreBatch, Scorer
+from streamae.core.stream_state import StreamState
 from streamae.core.windows import Windows, WindowStore
 from streamae.serving.dead_letters import Rejected
 from streamae.serving.outputs import Scored, build
@@ -39,14 +39,28 @@ class Outputs:
     replayed: int  # windows rebuilt by a replay: published before, so left out
 
 
+@dataclass(frozen=True)
+class OutputPlan:
+    """What every partition's outputs of one micro-batch are built with: the scorer serving
+    it (the reloader may swap it between micro-batches) and the output settings."""
+
+    scorer: Scorer
+    top_k: int  # features named per score
+    output: OutputSettings
+    topic: str  # of the score records
+
+    @classmethod
+    def of(cls, scorer: Scorer, settings: Settings) -> OutputPlan:
+        return cls(scorer, settings.model.top_features, settings.output, settings.kafka.scores_topic)
+
+
 @dataclass
 class PartitionState:
     partition: Partition
     features: tuple[str, ...]
     store: WindowStore
     policy: AlertPolicy
-    smoothing: dict[str, float] = field(default_factory=dict)  # key → last EWMA score
-    post: postprocess.PostState = field(default_factory=postprocess.new_state)
+    stream: StreamState = field(default_factory=StreamState)  # smoothing, post-processing, adapt
     # event times of the windows whose outputs wait for a commit: the end-to-end latency is
     # observed once the commit that publishes them succeeds
     scored_ts: list[np.ndarray] = field(default_factory=list)
@@ -100,14 +114,11 @@ class PartitionState:
             log.warning("%s: saved alert state does not restore (%r); starting fresh", self.partition, exc)
             return False
         self.policy = policy
-        self.smoothing.update(saved.smoothing)
-        for part, values in saved.post.items():
-            self.post.setdefault(part, {}).update(values)
+        self.stream.update(saved.smoothing, saved.post)
         return True
 
     def snapshot(self, scored_through: int) -> SavedState:
-        post = {part: dict(values) for part, values in self.post.items()}
-        return SavedState(scored_through, self.policy.snapshot(), dict(self.smoothing), post)
+        return SavedState(scored_through, self.policy.snapshot(), *self.stream.saved())
 
     def take_scored_ts(self) -> list[np.ndarray]:
         """The event times of windows scored since the last call (see ``scored_ts``)."""
@@ -117,36 +128,31 @@ class PartitionState:
     def oldest_offset(self) -> int | None:
         """The oldest offset a future window needs, after forgetting idle keys."""
         if evicted := self.store.evict_idle():
-            for key in evicted:  # their smoothing too: state stays bounded by live keys
-                self.smoothing.pop(key, None)
-            postprocess.forget(self.post, evicted)
+            self.stream.forget(evicted)  # their scores' state too: bounded by live keys
             log.info("%s: forgot %d idle key(s)", self.partition, len(evicted))
         return self.store.oldest_offset()
 
     def outputs(
-        self,
-        scorer: Scorer,
-        windows: Windows,
-        batch: ScoreBatch,
-        scored_through: int,
-        top_k: int,
-        o: OutputSettings,
-        topic: str,
+        self, plan: OutputPlan, windows: Windows, batch: ScoreBatch | None, scored_through: int
     ) -> Outputs:
-        """Score records (for ``topic``, in the form ``o`` says) and alert events of scored
-        ``windows``; windows ending at or before ``scored_through`` were published before a
-        restart and their effect is in the restored state, so they are neither published
-        nor fed to the alert policy."""
+        """Score records (in the form ``plan`` says) and alert events of scored ``windows``;
+        windows ending at or before ``scored_through`` were published before a restart and
+        their effect is in the restored state, so they are neither published nor fed to the
+        alert policy. ``batch``: the windows' raw scores, None when the partition scores them
+        itself (an adaptive bundle)."""
+        scorer = plan.scorer
         fresh = windows.last_offset > scored_through
         n_fresh = int(fresh.sum())
         if n_fresh < len(windows):
             windows = windows.select(fresh)
-            batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
+            if batch is not None:
+                batch = ScoreBatch(batch.scores[fresh], batch.feature_errors[fresh])
         # smoothing, the bundle's post-processing (and, for an adaptive bundle, the scoring
         # itself: core/adapt.py), with this partition's per-key state
-        batch, smoothed = scorer.stream(windows, self.smoothing, self.post, batch)
+        batch, smoothed = scorer.stream(windows, self.stream, batch)
         self.scored_ts.append(windows.end_ts)
-        built = build(scorer, Scored.of(scorer, windows, batch, smoothed, top_k), o, topic)
+        scored = Scored.of(scorer, windows, batch, smoothed, plan.top_k)
+        built = build(scorer, scored, plan.output, plan.topic)
         offsets = windows.last_offset
         events = [(event, int(offsets[i])) for i, event in self.policy.update(built.policy)]
         return Outputs(built.records, events, built.too_large, len(fresh) - n_fresh)

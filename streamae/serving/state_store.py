@@ -12,7 +12,8 @@ The record value is one JSON document (format 1)::
      "alerts": {key: {...}},            # AlertPolicy.snapshot()
      "smoothing": {key: 0.42},          # last EWMA score per key (bundles that smooth)
      "post": {"record": {key: ...}, ...}}  # core.postprocess per-key state (bundles that use it),
-                                           # core.adapt's under "adapt" (normalising bundles)
+                                           # core.adapt's under "adapt" (normalising bundles):
+                                           # StreamState.saved() / update() (core/stream_state.py)
 
 Documents without ``format`` (written before it existed) are read as format 0: the same
 fields; ``post`` may be absent (no post-processing state). A tombstone (no value) means no

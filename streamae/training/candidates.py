@@ -1,7 +1,7 @@
 """The candidates of label-free selection: models, score aggregations, and the searches.
 
 A candidate is a :class:`ModelChoice` (a variant at a window length) scored one
-:class:`ScoreChoice` way; :data:`SEARCHES` holds each search breadth's candidates,
+:class:`~streamae.core.manifest.WindowScore` way; :data:`SEARCHES` holds each search breadth's candidates,
 :func:`plan` narrows one to the fields the user pinned, and :func:`candidate_settings`
 gives a candidate's concrete training settings. How they are judged: ``selection``.
 """
@@ -9,13 +9,14 @@ gives a candidate's concrete training settings. How they are judged: ``selection
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from streamae.core.config import TrainSettings
+from streamae.core.manifest import WindowScore
 
 # the fields a candidate sets; a user who sets one of them (flag or variable) pins it
-SCORE_FIELDS = ("time_weighting", "half_life", "feature_norm", "feature_pool", "reading_residual")
+SCORE_FIELDS = tuple(WindowScore.model_fields)
 MODEL_FIELDS = ("window", "code")
 
 
@@ -29,28 +30,18 @@ class ModelChoice:
 
 
 @dataclass(frozen=True)
-class ScoreChoice:
-    """How the trained model's errors become a window score (the manifest's ``score``)."""
-
-    time_weighting: str = "uniform"
-    feature_norm: bool = False
-    feature_pool: str = "mean"
-    half_life: float | None = None
-    reading_residual: bool = False
-
-
-@dataclass(frozen=True)
 class Search:
     models: tuple[ModelChoice, ...]
-    scores: tuple[ScoreChoice, ...]
+    scores: tuple[WindowScore, ...]
 
 
-_PLAIN, _NORM = ScoreChoice(), ScoreChoice(feature_norm=True)
-_RECENT, _RECENT_NORM = ScoreChoice("recent"), ScoreChoice("recent", True)
-_NORM_MAX = ScoreChoice(feature_norm=True, feature_pool="max")
-_RECENT_NORM_MAX = ScoreChoice("recent", True, "max")
-_NORM_RESID = ScoreChoice(feature_norm=True, reading_residual=True)
-_RECENT_NORM_RESID = ScoreChoice("recent", True, reading_residual=True)
+_PLAIN, _NORM = WindowScore(), WindowScore(feature_norm=True)
+_RECENT = WindowScore(time_weighting="recent")
+_RECENT_NORM = WindowScore(time_weighting="recent", feature_norm=True)
+_NORM_MAX = WindowScore(feature_norm=True, feature_pool="max")
+_RECENT_NORM_MAX = WindowScore(time_weighting="recent", feature_norm=True, feature_pool="max")
+_NORM_RESID = WindowScore(feature_norm=True, reading_residual=True)
+_RECENT_NORM_RESID = WindowScore(time_weighting="recent", feature_norm=True, reading_residual=True)
 
 #: The candidates of each search breadth. Window 1 is the per-reading model (a PCA of single
 #: standardised readings); the windowed ones see time, and may add that per-reading view's
@@ -109,54 +100,39 @@ def plan(cfg: TrainSettings, pinned: Sequence[str] = ()) -> Search:
         model = ModelChoice(m.variant, window, code)
         if model not in models:
             models.append(model)
-    scores: list[ScoreChoice] = []
+    scores: list[WindowScore] = []
     for s in search.scores:
-        score = ScoreChoice(
-            cfg.time_weighting if "time_weighting" in pinned else s.time_weighting,
-            cfg.feature_norm if "feature_norm" in pinned else s.feature_norm,
-            cfg.feature_pool if "feature_pool" in pinned else s.feature_pool,
-            cfg.half_life if "half_life" in pinned else s.half_life,
-            cfg.reading_residual if "reading_residual" in pinned else s.reading_residual,
-        )
+        score = s.model_copy(update={f: getattr(cfg, f) for f in SCORE_FIELDS if f in pinned})
         if score not in scores:
             scores.append(score)
     return Search(tuple(models), tuple(scores))
 
 
 def scores_for_window(
-    scores: Sequence[ScoreChoice], window: int, n_features: int, pinned: Sequence[str] = ()
-) -> list[ScoreChoice]:
+    scores: Sequence[WindowScore], window: int, n_features: int, pinned: Sequence[str] = ()
+) -> list[WindowScore]:
     """Score choices that differ for this window length and can be computed for this many
     features: one reading has no time weighting, and its own cross-sensor residual is what a
     per-reading PCA already scores (kept when the user ``pinned`` it); a single feature has
     no residual across sensors."""
-    out: list[ScoreChoice] = []
+    out: list[WindowScore] = []
     for s in scores:
         if window == 1:
-            s = replace(s, time_weighting="uniform", half_life=None)
+            s = s.model_copy(update={"time_weighting": "uniform", "half_life": None})
             if "reading_residual" not in pinned:
-                s = replace(s, reading_residual=False)
+                s = s.model_copy(update={"reading_residual": False})
         if n_features < 2:
-            s = replace(s, reading_residual=False)
+            s = s.model_copy(update={"reading_residual": False})
         if s not in out:
             out.append(s)
     return out
 
 
-def candidate_fields(m: ModelChoice, s: ScoreChoice) -> dict[str, Any]:
+def candidate_fields(m: ModelChoice, s: WindowScore) -> dict[str, Any]:
     """The settings fields one candidate sets (its manifest entry's ``settings``)."""
-    return {
-        "variant": m.variant,
-        "window": m.window,
-        "code": m.code,
-        "time_weighting": s.time_weighting,
-        "half_life": s.half_life,
-        "feature_norm": s.feature_norm,
-        "feature_pool": s.feature_pool,
-        "reading_residual": s.reading_residual,
-    }
+    return {"variant": m.variant, "window": m.window, "code": m.code, **s.model_dump()}
 
 
-def candidate_settings(cfg: TrainSettings, m: ModelChoice, s: ScoreChoice) -> TrainSettings:
+def candidate_settings(cfg: TrainSettings, m: ModelChoice, s: WindowScore) -> TrainSettings:
     """The concrete settings of one candidate: ``cfg`` with the candidate's fields."""
     return TrainSettings.model_validate({**cfg.model_dump(), **candidate_fields(m, s)})

@@ -17,7 +17,7 @@ import pandas as pd
 
 from streamae.core.bundle import Bundle, sha256
 from streamae.core.config import TrainSettings
-from streamae.core.manifest import Manifest
+from streamae.core.manifest import Manifest, PostProcessing, WindowScore
 from streamae.core.scoring import InputScaler
 from streamae.core.window_score import ReadingResidual
 from streamae.training.history import Prepared, Split
@@ -36,12 +36,8 @@ def model_fields(
         "scaler": {"mean": center.tolist(), "scale": scale.tolist()},
         "loss": cfg.loss,
         "code_size": code_size,
-        "score": {
-            "time_weighting": cfg.time_weighting,
-            "half_life": cfg.half_life,
-            "feature_norm": cfg.feature_norm,
-            "feature_pool": cfg.feature_pool,
-        },
+        # the residual joins once it is fitted (reading_residual below)
+        "score": {f: getattr(cfg, f) for f in WindowScore.model_fields if f != "reading_residual"},
     }
 
 
@@ -96,13 +92,9 @@ def postprocess(cfg: TrainSettings, train_values: np.ndarray) -> dict[str, Any]:
     """The manifest's streaming post-processing: the stages ``cfg`` turns on, and the range of
     the training readings that seeds the range rule."""
     return {
-        "likelihood": cfg.likelihood,
-        "sparse": cfg.sparse,
-        "record_half_life": cfg.record_half_life,
-        "range_widen": cfg.range_widen,
+        **{f: getattr(cfg, f) for f in PostProcessing.model_fields},
         "range_lo": train_values.min(axis=0).astype(float).tolist(),
         "range_hi": train_values.max(axis=0).astype(float).tolist(),
-        "quiet_windows": cfg.quiet_windows,
     }
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from streamae.core.config import TrainSettings
+from streamae.core.progress_bar import Progress
 from streamae.training.export import torch_reconstruct
 from streamae.training.models import Autoencoder, PCAReconstructor, build_model
 
@@ -82,7 +82,7 @@ def _optimise(
         xt, xv = xt.clamp(0, 1), xv.clamp(0, 1)
     best, best_state, stale = float("inf"), None, 0
     history: list[dict[str, float]] = []
-    bar = tqdm(range(cfg.epochs), desc=f"training {cfg.variant}", unit="epoch", disable=not progress)
+    bar = Progress(range(cfg.epochs), f"training {cfg.variant}", "epoch", progress)
     for epoch in bar:
         model.train()
         perm = torch.from_numpy(rng.permutation(len(xt))).to(device)
@@ -103,7 +103,7 @@ def _optimise(
         elif sched is not None:
             sched.step()
         history.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_loss": val_loss, "lr": lr})
-        bar.set_postfix(train=f"{total / len(xt):.4f}", val=f"{val_loss:.4f}")
+        bar.set_postfix_str(f"train={total / len(xt):.4f}, val={val_loss:.4f}")
         if val_loss < best - 1e-6:
             best, stale = val_loss, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

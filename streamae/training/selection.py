@@ -48,16 +48,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
-from tqdm.auto import tqdm
 
 from streamae.core.config import TrainSettings
-from streamae.core.manifest import CandidateSettings
+from streamae.core.manifest import CandidateSettings, WindowScore
+from streamae.core.progress_bar import Progress
 from streamae.core.readings import DataError
 from streamae.training.candidates import (
     MODEL_FIELDS,
     SCORE_FIELDS,
     ModelChoice,
-    ScoreChoice,
     candidate_fields,
     candidate_settings,
     plan,
@@ -148,7 +147,7 @@ def select_and_fit(
     for window in sorted({m.window for m in search.models}):
         try:
             preps[window] = prepare(
-                frame, candidate_settings(cfg, ModelChoice("pca", window), ScoreChoice()), source
+                frame, candidate_settings(cfg, ModelChoice("pca", window), WindowScore()), source
             )
         except DataError as exc:
             errors.append(str(exc))
@@ -165,7 +164,7 @@ def select_and_fit(
         ref.hist.readings, ref.hist.normal_rows, ref.features, after, until, max(preps) - 1, cfg.seed
     )
     judged: list[_Judged] = []
-    bar = tqdm(models, desc=f"selecting ({cfg.search})", unit="model", disable=not progress)
+    bar = Progress(models, f"selecting ({cfg.search})", "model", progress)
     with _quiet("streamae.core.scoring"):  # a scorer per candidate: no providers line each
         for m in bar:
             bar.set_postfix_str(f"{m.variant} w{m.window}")
@@ -175,7 +174,7 @@ def select_and_fit(
                 f"{_name(j.entry)} F1 {j.entry['scores']['f1']:.3f}" for j in found
             )
             if progress:
-                tqdm.write(msg)
+                bar.write(msg)
             else:
                 log.info("selection: %s", msg)
     bar.close()
@@ -203,7 +202,7 @@ def judge_model(
     m: ModelChoice,
     prep: Prepared,
     cfg: TrainSettings,
-    score_choices: Sequence[ScoreChoice],
+    score_choices: Sequence[WindowScore],
     stream: FaultedStream,
     out_dir: Path,
     source: str,
@@ -212,7 +211,7 @@ def judge_model(
     """Train one model and judge each way of scoring it on the faulted validation stream,
     every one calibrated exactly as ``fit`` calibrates (``pinned``: the fields the user set)."""
     started = time.perf_counter()
-    trained = train_exported(prep, candidate_settings(cfg, m, ScoreChoice()), progress=False)
+    trained = train_exported(prep, candidate_settings(cfg, m, WindowScore()), progress=False)
     train_s = time.perf_counter() - started
     windows, labels = stream.windows(prep.features, m.window, cfg.stride)
     out = []
@@ -220,7 +219,7 @@ def judge_model(
         c_cfg = candidate_settings(cfg, m, s)
         cal = calibrate_trained(prep, trained, c_cfg, out_dir, source)
         scorer = cal.scorer(out_dir, trained.model_bytes)
-        _, final = scorer.stream(windows, {}, None)  # as `streamae score` scores them
+        _, final = scorer.stream(windows)  # as `streamae score` scores them
         scores = judge(labels, final, scorer.threshold)
         entry = _entry(m, s, scores, scorer.threshold, trained, train_s)
         out.append(_Judged(entry, c_cfg, prep, trained, cal))
@@ -241,7 +240,7 @@ def _quiet(name: str) -> Iterator[None]:
 
 def _entry(
     m: ModelChoice,
-    s: ScoreChoice,
+    s: WindowScore,
     scores: dict[str, float],
     threshold: float,
     trained: Trained,

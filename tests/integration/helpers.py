@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -128,18 +129,48 @@ def read_to_end(
         consumer.close()
 
 
-def serve_process(
-    bootstrap: str,
-    topics: dict[str, str],
-    bundle: Path,
-    cwd: Path,
-    *args: str,
-    backend: str = "kafka-python",
-    **env: str,
-) -> subprocess.Popen:
+class Served:
     """``streamae serve --bundle BUNDLE ARGS`` as a user starts it: a process of its own,
     configured from ``STREAMAE_*`` variables (``env`` adds some, e.g.
-    ``STREAMAE_KAFKA__DELIVERY="exactly_once"``), its output in ``cwd/serve-<n>.log``."""
+    ``STREAMAE_KAFKA__DELIVERY="exactly_once"``), its output in ``cwd/serve-<n>.log``. Leaving
+    the ``with`` block kills a process that is still running (the test failed before stop)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: dict[str, str],
+        bundle: Path,
+        cwd: Path,
+        *args: str,
+        backend: str = "kafka-python",
+        **env: str,
+    ) -> None:
+        self._start = lambda: _serve_process(bootstrap, topics, bundle, cwd, *args, backend=backend, **env)
+        self.proc = self._start()
+
+    def kill_and_restart(self) -> None:
+        """SIGKILL (no drain, no commit), then a new process with the same configuration."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.proc = self._start()
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM (the daemon drains and commits), then its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+def _serve_process(
+    bootstrap: str, topics: dict[str, str], bundle: Path, cwd: Path, *args: str, backend: str, **env: str
+) -> subprocess.Popen:
     variables = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
     variables.update({f"STREAMAE_KAFKA__{k.upper()}": v for k, v in topics.items()})
     variables.update(
@@ -154,7 +185,7 @@ def serve_process(
 
 
 def serve_logs(cwd: Path) -> str:
-    """Everything the ``serve_process`` processes run in ``cwd`` wrote, oldest first."""
+    """Everything the :class:`Served` processes run in ``cwd`` wrote, oldest first."""
     return "".join(p.read_text() for p in sorted(cwd.glob("serve-*.log")))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from helpers import (
     DaemonThread,
+    Served,
     assert_same_scores,
     committed,
     expected_windows,
@@ -13,7 +14,6 @@ from helpers import (
     offline_scores,
     read_topic,
     serve_logs,
-    serve_process,
     settings_for,
     wait_until,
 )
@@ -113,14 +113,13 @@ def test_serve_drains_commits_and_exits_zero_on_sigterm(
     kafka_bootstrap, topics, bundle_dir, make_stream, tmp_path, backend
 ):
     import re
-    import signal
     import urllib.request
 
     s = settings_for(kafka_bootstrap, topics)
     frame = make_stream(hours=3, anomalies=0, seed=28).frame
     publish(s.kafka, to_messages(frame))
     metrics_port = free_tcp_port()
-    proc = serve_process(
+    served = Served(
         kafka_bootstrap,
         topics,
         bundle_dir,
@@ -129,17 +128,13 @@ def test_serve_drains_commits_and_exits_zero_on_sigterm(
         backend=backend,
         STREAMAE_METRICS_PORT=str(metrics_port),
     )
-    try:
+    with served:
         scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame), stall_s=90)
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
             exposed = r.read().decode()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        code = served.stop()
     out = serve_logs(tmp_path)
-    assert proc.returncode == 0, out
+    assert code == 0, out
     assert "signal SIGTERM: draining" in out
     assert "using CPU" not in out  # providers came from the environment, not the default
     windows_metric = re.search(r"^streamae_windows_scored_total (\S+)$", exposed, re.M)

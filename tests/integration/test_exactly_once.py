@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import collections
 import random
-import signal
 import time
 
 import orjson
 import pytest
 from helpers import (
     DaemonThread,
+    Served,
     expected_windows,
     read_to_end,
     serve_logs,
-    serve_process,
     settings_for,
     wait_published_and_committed,
     wait_until,
@@ -48,21 +47,14 @@ def test_sigkill_mid_stream_and_restarts_lose_nothing_and_repeat_nothing(
         "STREAMAE_KAFKA__DELIVERY": "exactly_once",
         "STREAMAE_KAFKA__SESSION_TIMEOUT_MS": "10000",  # a killed member's partitions come back sooner
     }
-    proc = serve_process(kafka_bootstrap, topics, bundle_dir, tmp_path, backend=backend, **eos)
-    try:
+    with Served(kafka_bootstrap, topics, bundle_dir, tmp_path, backend=backend, **eos) as served:
         for chunk in chunks[:-1]:
             publish(k, chunk)
             time.sleep(rng.uniform(4, 9))  # mid-stream: some of it scored, some not
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
-            proc = serve_process(kafka_bootstrap, topics, bundle_dir, tmp_path, backend=backend, **eos)
+            served.kill_and_restart()
         publish(k, chunks[-1])
         wait_published_and_committed(k)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert served.stop() == 0
     logs = serve_logs(tmp_path)
     assert "Traceback" not in logs, logs[-3000:]
     scores = read_to_end(k, k.scores_topic, isolation_level="read_committed")

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import collections
 import shutil
-import signal
 import threading
 import time
 
 import pytest
 from helpers import (
+    Served,
     assert_same_scores,
     offline_scores,
     read_to_end,
     serve_logs,
-    serve_process,
     settings_for,
     wait_published_and_committed,
     wait_until,
@@ -42,10 +41,9 @@ def test_serve_follows_the_current_link_and_swaps_bundles_under_load_losing_no_w
     ensure_daemon_topics(s.kafka)
     frame = make_stream(hours=6, anomalies=0, seed=33, entities=4).frame
     msgs = list(to_messages(frame))
-    proc = serve_process(
+    with Served(
         kafka_bootstrap, topics, current, tmp_path, backend=backend, STREAMAE_MODEL__RELOAD_INTERVAL_S="0.5"
-    )
-    try:
+    ) as served:
 
         def feed() -> None:
             for i in range(0, len(msgs), 40):
@@ -59,11 +57,7 @@ def test_serve_follows_the_current_link_and_swaps_bundles_under_load_losing_no_w
         (tmp_path / "next").replace(current)  # an atomic switch of the link
         feeder.join(120)
         wait_published_and_committed(s.kafka)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        assert served.stop() == 0
     log = serve_logs(tmp_path)
     assert "hot reload every 0.5 s" in log
     assert f"model reload: serving v2 from {tmp_path / 'v2'} (was {b.manifest.model_version})" in log

@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from streamae.core import adapt, postprocess
+from streamae.core import adapt
 from streamae.core.manifest import AdaptSpec
+from streamae.core.stream_state import StreamState
 
 F = 2
 SPEC = AdaptSpec(half_life=10, block=4, ref_mean=[1.0, -2.0], ref_std=[2.0, 0.5])
@@ -40,7 +41,7 @@ def reference(spec: AdaptSpec, keys, newest, flagged):
 def run_adapter(spec, keys, newest, flagged, cuts):
     """The adapter over batches cut at ``cuts``, one block level at a time, as Scorer.stream
     runs it; the (mean, spread) each window was corrected with."""
-    state = postprocess.new_state()
+    state: dict = {}
     applied = []
     for idx in np.split(np.arange(len(keys)), cuts):
         a = adapt.Adapter(spec, keys[idx], state)
@@ -71,7 +72,7 @@ def test_the_adapter_equals_a_window_by_window_reference_however_the_stream_is_c
         np.testing.assert_allclose(gm, wm, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(gs, ws, rtol=1e-9, atol=1e-12)
     for k, (cnt, ma, sa, m, q) in st.items():
-        row = np.array(state[adapt.STATE][k])
+        row = np.array(state[k])
         assert row[0] == cnt
         np.testing.assert_allclose(row[1:], np.r_[ma, sa, m, q], rtol=1e-9, atol=1e-12)
 
@@ -79,14 +80,14 @@ def test_the_adapter_equals_a_window_by_window_reference_however_the_stream_is_c
 def test_flagged_windows_teach_nothing_and_a_fresh_key_is_not_corrected():
     keys = np.array(["a"] * 8, dtype=object)
     newest = np.full((8, F), 100.0)
-    state = postprocess.new_state()
+    state: dict = {}
     a = adapt.Adapter(SPEC, keys, state)
     data = np.full((8, 3, F), 5.0, np.float32)
     np.testing.assert_allclose(a.correct(data, np.ones(8, bool)), data, rtol=1e-6)  # identity at first
     a.learn(a.levels == 0, newest[:4], np.ones(4, bool))
     a.learn(a.levels == 1, newest[4:], np.ones(4, bool))
     a.save(state)
-    assert state[adapt.STATE]["a"] == [8, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    assert state["a"] == [8, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
 
 
 def test_levels_count_block_boundaries_from_each_keys_position():
@@ -118,18 +119,20 @@ def test_a_bundles_scores_are_the_same_however_the_stream_is_cut_and_across_rest
     frame = make_stream(12, 2, seed=4).frame
     offline = score_frame(frame, adaptive, "s")
     windows = frame_windows(frame, m.features, m.window, m.stride, "s")
-    smoothing, state = {}, postprocess.new_state()
+    state = StreamState()
     by_offset = {}
     rng = np.random.default_rng(pieces)
     cuts = np.sort(rng.choice(np.arange(1, len(windows)), pieces - 1, replace=False))
     for idx in np.split(np.arange(len(windows)), cuts):
         part = windows.select(idx)
-        for msg in adaptive.messages(part, adaptive.score(part.data), 3, smoothing, state):
+        for msg in adaptive.messages(part, adaptive.score(part.data), 3, state):
             by_offset[msg["source"]["offset_end"]] = (msg["score"], msg["raw_score"])
-        smoothing, state = json.loads(json.dumps(smoothing)), json.loads(json.dumps(state))  # a restart
+        saved = json.loads(json.dumps(state.saved()))  # a restart: the saved form, restored
+        state = StreamState()
+        state.update(*saved)
     assert [by_offset[o][0] for o in offline["source_offset_end"]] == offline["score"].tolist()
     assert [by_offset[o][1] for o in offline["source_offset_end"]] == offline["raw_score"].tolist()
-    assert set(state[adapt.STATE]) == set(frame["key"])
+    assert set(state.adapt) == set(frame["key"])
 
 
 def test_normalisation_changes_the_scores_only_when_on(adaptive, make_stream):
@@ -151,8 +154,8 @@ def test_normalisation_changes_the_scores_only_when_on(adaptive, make_stream):
 
 
 def test_forgotten_keys_lose_their_normalisation_state():
-    state = postprocess.new_state()
-    a = adapt.Adapter(SPEC, np.array(["a", "b"], dtype=object), state)
-    a.save(state)
-    postprocess.forget(state, ["a"])
-    assert set(state[adapt.STATE]) == {"b"}
+    state = StreamState()
+    a = adapt.Adapter(SPEC, np.array(["a", "b"], dtype=object), state.adapt)
+    a.save(state.adapt)
+    state.forget(["a"])
+    assert set(state.adapt) == {"b"}

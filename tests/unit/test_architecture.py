@@ -125,3 +125,44 @@ def test_no_module_imports_one_that_imports_it_back():
 
     for name in sorted(graph):
         visit(name, [])
+
+
+# the modules a record passes through, Kafka in to commit (README "Data path")
+DATA_PATH = {
+    "serving": [
+        "transport.py",
+        "kafka_python.py",
+        "confluent.py",
+        "decode.py",
+        "dead_letters.py",
+        "microbatch.py",
+        "partition.py",
+        "outputs.py",
+        "publisher.py",
+        "committer.py",
+        "exactly_once.py",
+        "checkpoint.py",
+        "state_store.py",
+        "loop.py",
+    ],
+    "core": [
+        "windows.py",
+        "scoring.py",
+        "window_score.py",
+        "smoothing.py",
+        "postprocess.py",
+        "adapt.py",
+        "alerts.py",
+    ],
+}
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/architecture.md"])
+def test_the_docs_name_every_module_of_the_data_path(doc):
+    text = (PACKAGE.parent / doc).read_text()
+    for package, names in DATA_PATH.items():
+        for name in names:
+            assert (PACKAGE / package / name).is_file(), (
+                f"{package}/{name} is gone: update DATA_PATH and {doc}"
+            )
+            assert f"`{name}`" in text or f"/{name}`" in text, f"{doc} does not name {package}/{name}"

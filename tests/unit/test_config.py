@@ -1,6 +1,6 @@
 import pytest
 
-from streamae.core.config import ConfigError, load_settings
+from streamae.core.config import ConfigError, load_settings, load_train_settings
 
 
 @pytest.fixture(autouse=True)
@@ -239,4 +239,19 @@ def test_delivery_timeout_is_a_minute_or_what_the_request_timeout_needs_unless_s
     monkeypatch.setenv("STREAMAE_KAFKA__DELIVERY_TIMEOUT_MS", "10000")
     refused = r"STREAMAE_KAFKA__DELIVERY_TIMEOUT_MS=10000 must be at least .*10050"
     with pytest.raises(ConfigError, match=refused):
+        load_settings()
+
+
+def test_the_daemon_does_not_carry_the_training_section_a_shared_env_sets_both(tmp_path, capsys):
+    from streamae.cli import main
+
+    (tmp_path / ".env").write_text("STREAMAE_KAFKA__GROUP_ID=g\nSTREAMAE_TRAIN__EPOCHS=7\n")
+    s = load_settings()
+    assert s.kafka.group_id == "g" and "train" not in type(s).model_fields
+    assert load_train_settings().epochs == 7
+    assert main(["config"]) == 0
+    doc = __import__("json").loads(capsys.readouterr().out)
+    assert doc["kafka"]["group_id"] == "g" and doc["train"]["epochs"] == 7
+    (tmp_path / ".env").write_text("STREAMAE_TRAIN__EPOCH=7\n")  # a typo in either section fails
+    with pytest.raises(ConfigError, match="STREAMAE_TRAIN__EPOCH"):
         load_settings()

@@ -74,7 +74,7 @@ def test_inspect_flags_what_serve_flags_on_a_post_processed_bundle(history, stre
     threshold: inspect counts the windows ``streamae score`` and ``serve`` flag."""
     from streamae.training.fit import fit
 
-    cfg = TrainSettings(window=10, epochs=2, seed=1, range_widen=0.05, quiet_windows=2)
+    cfg = TrainSettings(window=10, epochs=2, seed=1, range_widen=0.05, suppress_windows=2)
     bundle = fit(history, tmp_path / "post", cfg, progress=False).bundle
     data = tmp_path / "s.csv"
     stream.to_csv(data, index=False)
@@ -133,12 +133,13 @@ def test_latent_points_one_dimensional_code_uses_the_score():
 @pytest.fixture(scope="module")
 def selected_bundle(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A bundle chosen by a two-candidate selection (per-reading PCA, 1 or all components)."""
+    from streamae.core.manifest import WindowScore
     from streamae.training import candidates
-    from streamae.training.candidates import ModelChoice, ScoreChoice, Search
+    from streamae.training.candidates import ModelChoice, Search
     from streamae.training.selection import select_and_fit
 
     models = (ModelChoice("pca", 1, 5), ModelChoice("pca", 1, 1))
-    search = Search(models, (ScoreChoice(), ScoreChoice("recent")))
+    search = Search(models, (WindowScore(), WindowScore(time_weighting="recent")))
     out = tmp_path_factory.mktemp("selected") / "auto"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(candidates, "SEARCHES", {"quick": search})

@@ -10,16 +10,17 @@ import pytest
 
 from streamae.core import postprocess
 from streamae.core.manifest import PostSpec
+from streamae.core.stream_state import StreamState
 
 F = 2
 ALL = PostSpec(
     likelihood=True,
-    sparse=True,
+    record_high=True,
     record_half_life=20,
     range_widen=0.05,
     range_lo=[0.0, 0.0],
     range_hi=[1.0, 1.0],
-    quiet_windows=3,
+    suppress_windows=3,
 )
 
 
@@ -36,13 +37,13 @@ def stream(n: int = 400, seed: int = 0):
 @pytest.mark.parametrize(
     "spec",
     [
-        PostSpec(sparse=True, record_half_life=20),
+        PostSpec(record_high=True, record_half_life=20),
         PostSpec(range_widen=0.05, range_lo=[0, 0], range_hi=[1, 1]),
-        PostSpec(quiet_windows=4),
+        PostSpec(suppress_windows=4),
         PostSpec(likelihood=True),
         ALL,
     ],
-    ids=["sparse", "range", "quiet", "likelihood", "all"],
+    ids=["record_high", "range", "suppress", "likelihood", "all"],
 )
 @pytest.mark.parametrize("chunks", [7, 400])
 def test_micro_batches_and_a_restart_change_nothing(spec, chunks):
@@ -63,7 +64,7 @@ def test_inactive_spec_is_the_identity():
 
 
 def test_record_high_reports_the_onset_of_an_excursion_not_its_plateau():
-    spec = PostSpec(sparse=True, record_half_life=10)
+    spec = PostSpec(record_high=True, record_half_life=10)
     ratio = np.array([0.5, 0.4, 3.0, 3.0, 3.0, 2.9] + [0.1] * 60 + [2.0])
     out = postprocess.apply(
         spec, np.array(["k"] * len(ratio), dtype=object), ratio, np.zeros((len(ratio), F)), None
@@ -85,7 +86,7 @@ def test_the_range_rule_flags_readings_outside_the_widened_running_range():
 
 
 def test_quiet_period_suppresses_the_next_flags_of_the_same_key_only():
-    spec = PostSpec(quiet_windows=2)
+    spec = PostSpec(suppress_windows=2)
     keys = np.array(["a", "b", "a", "a", "b", "a", "a"], dtype=object)
     ratio = np.array([2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 0.5])
     out = postprocess.apply(spec, keys, ratio, np.zeros((7, F)), None)
@@ -119,11 +120,11 @@ def test_a_trained_bundle_records_its_post_processing_and_score_agrees_with_stre
     from streamae.core.scoring import Scorer
     from streamae.training.fit import fit
 
-    cfg = TrainSettings(window=10, epochs=2, seed=1, sparse=True, range_widen=0.05, quiet_windows=2)
+    cfg = TrainSettings(window=10, epochs=2, seed=1, record_high=True, range_widen=0.05, suppress_windows=2)
     bundle = fit(history, tmp_path / "b", cfg, progress=False).bundle
     post = bundle.manifest.postprocess
     features = bundle.manifest.features
-    assert post.sparse and post.range_widen == 0.05 and post.quiet_windows == 2
+    assert post.record_high and post.range_widen == 0.05 and post.suppress_windows == 2
     # the range of the training rows (the first 70 % of the history): inside the history's own
     lo, hi = history[features].min().to_numpy(), history[features].max().to_numpy()
     assert (np.array(post.range_lo) >= lo - 1e-4).all() and (np.array(post.range_hi) <= hi + 1e-4).all()
@@ -134,12 +135,12 @@ def test_a_trained_bundle_records_its_post_processing_and_score_agrees_with_stre
     offline = score_frame(frame, scorer, "s")
     # the daemon's way: micro-batches of windows, per-key state carried between them
     windows = frame_windows(frame, features, 10, 1, "s")
-    smoothing, state = {}, postprocess.new_state()
-    streamed = []
+    state = StreamState()
+    by_offset = {}
     for idx in np.array_split(np.arange(len(windows)), 9):
         part = windows.select(idx)
-        streamed += scorer.messages(part, scorer.score(part.data), 3, smoothing, state)
-    by_offset = {m["source"]["offset_end"]: m["score"] for m in streamed}
+        _, final = scorer.stream(part, state)  # as PartitionState.outputs calls it
+        by_offset.update(zip(part.last_offset.tolist(), final.tolist()))
     assert [by_offset[o] for o in offline["source_offset_end"]] == offline["score"].tolist()
     assert (offline["score"] == 0).mean() > 0.5  # record-high output: most windows report 0
     assert offline["is_anomaly"].any()

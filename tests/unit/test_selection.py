@@ -12,8 +12,9 @@ import torch
 from streamae.cli import main
 from streamae.core.bundle import load_bundle
 from streamae.core.config import VARIANTS, ConfigError, TrainSettings
+from streamae.core.manifest import WindowScore
 from streamae.training import candidates, faults, selection
-from streamae.training.candidates import ModelChoice, ScoreChoice, Search, plan
+from streamae.training.candidates import ModelChoice, Search, plan
 from streamae.training.faulted_stream import MIN_FAULTS, REPLICAS, FaultedStream
 from streamae.training.fit import export_onnx, fit, onnx_reconstruct, torch_reconstruct
 from streamae.training.models import PCAReconstructor, build_model
@@ -24,7 +25,7 @@ SENSORS = ["a", "b", "c", "d", "e"]
 # a one-factor PCA sees every broken correlation; one with a component per sensor
 # reconstructs any reading exactly and sees nothing: the crippled candidate
 SHARP, BLIND = ModelChoice("pca", 1, 1), ModelChoice("pca", 1, len(SENSORS))
-TINY = Search((BLIND, SHARP), (ScoreChoice(),))
+TINY = Search((BLIND, SHARP), (WindowScore(),))
 
 
 def readings(n: int = 1500, keys: int = 2, seed: int = 0) -> pd.DataFrame:
@@ -142,20 +143,24 @@ def test_plan_keeps_what_the_user_pinned():
     assert all(s.feature_norm for s in search.scores)
     assert all(m.variant != "pca" for m in plan(TrainSettings(loss="bce"), ()).models)
     # one reading has no time to weight: recent and uniform are one candidate there
-    assert candidates.scores_for_window([ScoreChoice("recent"), ScoreChoice()], 1, 3) == [ScoreChoice()]
+    assert candidates.scores_for_window([WindowScore(time_weighting="recent"), WindowScore()], 1, 3) == [
+        WindowScore()
+    ]
     # nor a cross-sensor residual beside itself; and one sensor has no residual across sensors
-    resid = ScoreChoice("recent", reading_residual=True)
-    assert candidates.scores_for_window([resid], 1, 3) == [ScoreChoice()]
-    assert candidates.scores_for_window([resid, ScoreChoice("recent")], 10, 1) == [ScoreChoice("recent")]
+    resid = WindowScore(time_weighting="recent", reading_residual=True)
+    assert candidates.scores_for_window([resid], 1, 3) == [WindowScore()]
+    assert candidates.scores_for_window([resid, WindowScore(time_weighting="recent")], 10, 1) == [
+        WindowScore(time_weighting="recent")
+    ]
     assert candidates.scores_for_window([resid], 10, 2) == [resid]
     pinned = candidates.scores_for_window([resid], 1, 3, ["reading_residual"])
-    assert pinned == [ScoreChoice(reading_residual=True)]  # what the user pins is kept
+    assert pinned == [WindowScore(reading_residual=True)]  # what the user pins is kept
 
 
 def test_residual_candidates_are_judged_and_a_pinned_residual_needs_two_features(
     history, tmp_path, monkeypatch
 ):
-    search = Search((ModelChoice("pca", 5, 1),), (ScoreChoice(), ScoreChoice(reading_residual=True)))
+    search = Search((ModelChoice("pca", 5, 1),), (WindowScore(), WindowScore(reading_residual=True)))
     monkeypatch.setattr(candidates, "SEARCHES", {name: search for name in ("quick", "default", "wide")})
     result = select_and_fit(history, tmp_path / "r", TrainSettings(variant="auto"), progress=False)
     sel = result.bundle.manifest.selection

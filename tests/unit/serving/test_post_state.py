@@ -21,7 +21,13 @@ def post_scorer(tmp_path_factory: pytest.TempPathFactory, history) -> Scorer:
 
     out: Path = tmp_path_factory.mktemp("post") / "bundle"
     cfg = TrainSettings(
-        window=WINDOW, epochs=1, seed=0, sparse=True, record_half_life=5, range_widen=0.0, quiet_windows=2
+        window=WINDOW,
+        epochs=1,
+        seed=0,
+        record_high=True,
+        record_half_life=5,
+        range_widen=0.0,
+        suppress_windows=2,
     )
     fit(history, out, cfg, progress=False)
     return Scorer(load_bundle(out), ["CPUExecutionProvider"])

@@ -1,0 +1,34 @@
+"""Settings renamed in this release, and the one helper that still accepts their old names.
+
+Post-processing's ``sparse`` (also an autoencoder variant) is now ``record_high``, and its
+``quiet_windows`` (also the alert policy's closing rule) is now ``suppress_windows``. Bundles
+written, and variables or flags set, under the old names keep working for one release, with
+a :class:`FutureWarning` naming the new one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+POST_RENAMED: dict[str, str] = {"sparse": "record_high", "quiet_windows": "suppress_windows"}
+
+
+def accept_old_names(data: Any, renamed: dict[str, str], owner: str) -> Any:
+    """``data`` (a model's input mapping) with each old field name in ``renamed`` replaced by
+    its new one, warning once per name; both names at once is an error."""
+    if not isinstance(data, dict) or not renamed.keys() & data.keys():
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise ValueError(f"{owner}: '{old}' is the old name of '{new}'; set '{new}' only")
+        warnings.warn(
+            f"{owner}: '{old}' is now '{new}'; the old name is accepted until the next release",
+            FutureWarning,
+            stacklevel=2,
+        )
+        data[new] = data.pop(old)
+    return data
