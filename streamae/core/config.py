@@ -99,7 +99,7 @@ class KafkaSettings(_Section):
     )
     reconnect_backoff_max_ms: int = Field(
         1000,
-        ge=10,
+        ge=100,  # librdkafka refuses less than its reconnect.backoff.ms (100)
         description="longest wait between two attempts to reach a broker that went away; the "
         "clients' own (30 s on kafka-python) is added to the recovery after every outage",
     )

@@ -158,6 +158,16 @@ class PostSpec(PostProcessing):
     range_lo: list[float] = Field(default_factory=list, description="per feature, from training")
     range_hi: list[float] = Field(default_factory=list)
 
+    @model_serializer(mode="wrap")
+    def _renamed_only_when_on(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a bundle that leaves these stages off stays readable by a daemon that predates the
+        # new names (its strict manifest would refuse them)
+        data: dict[str, Any] = handler(self)
+        for name in POST_RENAMED.values():
+            if not data.get(name):
+                data.pop(name, None)
+        return data
+
 
 class AdaptSpec(_Strict):
     """Streaming normalisation of each key's readings (see ``core/adapt.py``); off unless

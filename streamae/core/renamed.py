@@ -16,7 +16,8 @@ POST_RENAMED: dict[str, str] = {"sparse": "record_high", "quiet_windows": "suppr
 
 def accept_old_names(data: Any, renamed: dict[str, str], owner: str) -> Any:
     """``data`` (a model's input mapping) with each old field name in ``renamed`` replaced by
-    its new one, warning once per name; both names at once is an error."""
+    its new one, warning once per name. Given both (an old variable under a new flag), the
+    new name wins and the old one is ignored, with a warning saying so."""
     if not isinstance(data, dict) or not renamed.keys() & data.keys():
         return data
     data = dict(data)
@@ -24,7 +25,13 @@ def accept_old_names(data: Any, renamed: dict[str, str], owner: str) -> Any:
         if old not in data:
             continue
         if new in data:
-            raise ValueError(f"{owner}: '{old}' is the old name of '{new}'; set '{new}' only")
+            warnings.warn(
+                f"{owner}: '{old}' is the old name of '{new}', which is set too: '{old}' ignored",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data.pop(old)
+            continue
         warnings.warn(
             f"{owner}: '{old}' is now '{new}'; the old name is accepted until the next release",
             FutureWarning,

@@ -31,7 +31,8 @@ class TrainSettings(WindowScore, PostProcessing):
     :class:`~streamae.core.manifest.WindowScore` and :class:`~streamae.core.manifest.PostProcessing`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)  # as every section of config.Settings
+    # as every section of config.Settings; non-finite numbers refused, as in the manifest
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     variant: Literal[Variant, "auto"] = Field(
         "dense",

@@ -57,7 +57,21 @@ def make_producer(s: KafkaSettings, transactional_id: str | None = None) -> Kafk
         batch_size=s.batch_size,
         compression_type=None if s.compression_type == "none" else s.compression_type,
         transactional_id=transactional_id,
+        # the coordinator must not abort a transaction whose records are still being retried
+        transaction_timeout_ms=max(60_000, s.delivery_timeout),
     )
+
+
+def _close_fenced(producer: KafkaProducer) -> None:
+    """Close a fenced producer without waiting (its sends can only fail now). kafka-python's
+    close flushes first and raises while batches are pending, before it stops its sender
+    thread: that thread is then stopped directly (there is no public force close)."""
+    try:
+        producer.close(timeout=0)
+    except kafka_errors.KafkaError:
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
 
 
 def group_free_consumer(s: KafkaSettings) -> KafkaConsumer:
@@ -198,7 +212,10 @@ class KafkaPythonTransport:
         """A new producer with the same transactional id fences the old one, aborting its
         transaction; the old one is closed without waiting (its sends can only fail now)."""
         old, self._producer, self._replaced = self._producer, self._new_producer(), True
-        within(lambda: old.close(timeout=0), 5)
+        try:
+            within(lambda: _close_fenced(old), 5)
+        except Exception as exc:  # the new producer serves: a failed close must not stop the daemon
+            log.warning("closing the replaced producer failed: %r", exc)
 
     def abort_transaction(self) -> None:
         if self._replaced:  # the new producer fenced the transaction: it is aborted

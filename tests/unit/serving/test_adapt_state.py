@@ -14,7 +14,6 @@ from streamae.core.bundle import load_bundle
 from streamae.core.config import TrainSettings
 from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
-from streamae.core.stream_state import ADAPT_KEY
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def test_serve_across_a_restart_gives_the_scores_of_streamae_score(adaptive_scor
     assert [served[o]["score"] for o in offline["source_offset_end"]] == offline["score"].tolist()
     assert [served[o]["raw_score"] for o in offline["source_offset_end"]] == offline["raw_score"].tolist()
     saved = [orjson.loads(r.value) for r in t.records("state")]
-    assert saved and set(saved[-1]["post"][ADAPT_KEY]) == set(frame["key"])  # via the state topic
+    assert saved and set(saved[-1]["post"]["adapt"]) == set(frame["key"])  # via the state topic
 
 
 def test_inference_metrics_count_the_onnx_calls_an_adaptive_bundle_makes(
