@@ -101,3 +101,12 @@ def topics() -> dict[str, str]:
         "state_topic": f"t{run}.alert-state",
         "group_id": f"g{run}",
     }
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings from what the test sets alone: no STREAMAE_* variable and no .env of the caller."""
+    monkeypatch.chdir(tmp_path)
+    for k in list(os.environ):
+        if k.startswith("STREAMAE_"):
+            monkeypatch.delenv(k)

@@ -2,13 +2,7 @@ import pytest
 
 from streamae.core.config import ConfigError, load_settings, load_train_settings
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    for k in list(__import__("os").environ):
-        if k.startswith("STREAMAE_"):
-            monkeypatch.delenv(k)
+pytestmark = pytest.mark.usefixtures("clean_env")  # settings from what each test sets alone
 
 
 def test_defaults_and_nested_env(monkeypatch):

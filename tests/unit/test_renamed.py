@@ -10,13 +10,7 @@ from streamae.cli.train import add_train_flags, train_settings
 from streamae.core.config import load_train_settings
 from streamae.core.manifest import PostSpec
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)  # no stray .env
-    for k in list(__import__("os").environ):
-        if k.startswith("STREAMAE_"):
-            monkeypatch.delenv(k)
+pytestmark = pytest.mark.usefixtures("clean_env")  # settings from what each test sets alone
 
 
 def test_a_bundle_written_with_the_old_names_loads_with_a_warning():
