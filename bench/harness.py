@@ -137,7 +137,7 @@ def kafka_settings(bootstrap: str, **kw: Any) -> Any:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS, **configs: str) -> None:
-    from streamae.serving.kafka_admin import ensure_topics
+    from streamae.serving.clients.admin import ensure_topics
 
     ensure_topics(
         kafka_settings(bootstrap), [topic], partitions, {k.replace("_", "."): v for k, v in configs.items()}
@@ -198,7 +198,7 @@ def preload(bootstrap: str, topic: str, messages: Iterator[tuple[bytes, bytes]])
         if p.flush(120):
             raise RuntimeError(f"preloading {topic}: messages left undelivered")
     else:
-        from streamae.serving.kafka_admin import publish
+        from streamae.serving.clients.admin import publish
 
         n = publish(kafka_settings(bootstrap), messages, topic)
     return n, time.perf_counter() - t
@@ -209,7 +209,7 @@ def preload(bootstrap: str, topic: str, messages: Iterator[tuple[bytes, bytes]])
 
 def backends() -> list[str]:
     """Registered transports whose client library imports here (default first)."""
-    from streamae.serving.backends import BACKENDS
+    from streamae.serving.clients.backends import BACKENDS
 
     out = []
     for name, module in BACKENDS.items():
@@ -267,7 +267,7 @@ class Run:
 
     def create(self) -> None:
         """Output topics (scores stamped by the broker at append time) and the state topic."""
-        from streamae.serving.kafka_admin import ensure_topics
+        from streamae.serving.clients.admin import ensure_topics
 
         t = self.topics()
         k = kafka_settings(self.bootstrap)

@@ -286,7 +286,7 @@ def section(
         missing.append("librdkafka (confluent-kafka is not installed)")
     if "confluent-kafka" not in backends:
         missing.append(
-            "the daemon on librdkafka (no `confluent-kafka` backend in `streamae.serving.backends.BACKENDS`)"
+            "the daemon on librdkafka (no `confluent-kafka` backend in `serving.clients.backends.BACKENDS`)"
         )
     if modes == [None]:
         missing.append(

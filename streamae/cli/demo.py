@@ -25,7 +25,7 @@ def register(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from streamae.demo.run import run_demo
-    from streamae.serving.kafka_admin import wait_for_broker
+    from streamae.serving.clients.admin import wait_for_broker
 
     s = settings(args)
     wait_for_broker(s.kafka)

@@ -42,7 +42,7 @@ def register(sub: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from streamae.core import logs
     from streamae.serving.assembly import build_daemon, required_bundle
-    from streamae.serving.health import DaemonHealth, HealthServer
+    from streamae.serving.health.server import DaemonHealth, HealthServer
     from streamae.serving.loop import Daemon
 
     daemon: Daemon | None = None

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         write_table(frame, args.output)
         print(f"{len(frame)} readings, {len(sim.anomalies)} anomalies → {args.output}")
     if args.kafka:
-        from streamae.serving.kafka_admin import ensure_topics, publish, wait_for_broker
+        from streamae.serving.clients.admin import ensure_topics, publish, wait_for_broker
 
         k = settings(args).kafka
         wait_for_broker(k)

@@ -57,7 +57,7 @@ class KafkaSettings(_Section):
     )
     backend: Literal["kafka-python", "confluent-kafka"] = Field(
         "kafka-python",
-        description="Kafka client library that serves (serving/backends.py); confluent-kafka "
+        description="Kafka client library that serves (serving/clients/backends.py); confluent-kafka "
         "(librdkafka) needs the 'confluent' extra",
     )
     delivery: Literal["at_least_once", "exactly_once"] = Field(

@@ -23,6 +23,7 @@ import pandas as pd
 
 from streamae.core.groups import group_ranks
 from streamae.core.readings import Readings
+from streamae.core.segments import ByKey, Segments, uncovered, window_ends
 
 _INITIAL_SLOTS = 64
 #: The cause of a reading discarded because its key was forgotten: not tied to any offset.
@@ -71,6 +72,17 @@ class Discarded:
 
     def __len__(self) -> int:
         return len(self.readings)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """A batch's segments laid out one after another (see :class:`Segments`)."""
+
+    values: np.ndarray  # float32 (n, F)
+    ts: np.ndarray
+    offsets: np.ndarray
+    index: np.ndarray  # position in a list record, or -1
+    place: np.ndarray  # a new row's position in the batch (held rows: unset)
 
 
 class WindowStore:
@@ -162,16 +174,9 @@ class WindowStore:
         self._last_ts[idle] = -np.inf
         return keys
 
-    def _uncovered(self, seen: np.ndarray, length: np.ndarray) -> np.ndarray:
-        """How many of the last ``length`` of ``seen`` readings no window has covered."""
-        w, s = self.window, self.stride
-        last_end = np.where(seen >= w, w + (seen - w) // s * s, 0)
-        uncovered: np.ndarray = seen - np.maximum(last_end, seen - length)
-        return uncovered
-
     def _abandon(self, slots: np.ndarray, reasons: list[str], causes: np.ndarray) -> None:
         """Drop what ``slots`` hold; keep their never-covered readings as discarded."""
-        u = self._uncovered(self._seen[slots], self._held[slots])
+        u = uncovered(self._seen[slots], self._held[slots], self.window, self.stride)
         if u.any():
             group, rank = group_ranks(u)
             sl, col = slots[group], (self._held[slots] - u)[group] + rank
@@ -211,108 +216,97 @@ class WindowStore:
         if len(readings) == 0:
             return self._empty(readings)
         codes, uniques = pd.factorize(readings.keys)
-        order = np.argsort(codes, kind="stable")  # grouped by key, stream order kept in each
-        slot = self._slots(np.asarray(uniques, dtype=object))[codes[order]]
-        ts = readings.ts[order]
-        first = np.ones(len(slot), bool)
-        first[1:] = slot[1:] != slot[:-1]
-        # a silence is measured from the key's latest time so far, not from the previous
-        # reading: one reading stamped far in the past is windowed as it comes, and the next
-        # one does not look like the end of a long silence
-        rising = bool(np.all((ts[1:] >= ts[:-1]) | first[1:]))  # the usual case: no running max to take
-        latest = ts if rising else pd.Series(ts).groupby(slot).cummax().to_numpy()
-        latest = np.maximum(latest, self._last_ts[slot])
-        prev = np.empty_like(ts)
-        prev[1:] = latest[:-1]
-        prev[first] = self._last_ts[slot[first]]
-        gap = ts - prev > self.idle_ttl_s if self.idle_ttl_s else np.zeros(len(ts), bool)
-        reasons = [self._silence(d) for d in (ts - prev)[gap].tolist()]
+        slot_of_code = self._slots(np.asarray(uniques, dtype=object))
+        by = ByKey.of(codes, slot_of_code, readings.ts, self._last_ts)
+        silence = by.ts - by.prev
+        gap = silence > self.idle_ttl_s if self.idle_ttl_s else np.zeros(len(by.ts), bool)
+        reasons = [self._silence(d) for d in silence[gap].tolist()]
         reason_at = np.cumsum(gap) - 1  # a gap reading's index in `reasons` and `cause`
-        cause = readings.offsets[order][gap]
-        restart = first & gap  # what the slot holds ended at a silence before this batch
+        cause = readings.offsets[by.order][gap]
+        restart = by.first & gap  # what the slot holds ended at a silence before this batch
         if restart.any():
             at = reason_at[restart]
-            self._abandon(slot[restart], [reasons[i] for i in at.tolist()], cause[at])
+            self._abandon(by.slot[restart], [reasons[i] for i in at.tolist()], cause[at])
+        s = Segments.of(by, gap, self._held, self._seen)
+        rows = self._lay_out(readings, by, s)
+        if s.cut.any():
+            why = reason_at[s.starts[1:][s.cut[:-1]]]  # the silence that ends each cut segment
+            self._discard_cut(s, rows, [reasons[i] for i in why.tolist()], cause[why])
+        self._keep_tails(s, rows)
+        final = np.append(by.first[1:], True)  # each key's last reading in the batch
+        self._last_ts[by.slot[final]] = by.latest[final]
+        return self._ended(readings, s, rows)
 
-        # segments: runs of one key's readings without a silence inside; a key's first
-        # segment continues what its slot holds
-        starts = np.flatnonzero(first | gap)
-        seg = slot[starts]
-        cont = first[starts] & ~gap[starts]
-        held = np.where(cont, self._held[seg], 0)
-        seen0 = np.where(cont, self._seen[seg], 0)
-        new = np.diff(np.append(starts, len(slot)))
-        length = held + new
-        base = np.cumsum(length) - length
-        seen = seen0 + new
-
-        # one run of rows per segment: the readings it held, then the new ones
-        n_rows = int(length.sum())
-        values = np.empty((n_rows, self.n_features), np.float32)
-        rts = np.empty(n_rows, np.float64)
-        roffs = np.empty(n_rows, np.int64)
-        rindex = np.empty(n_rows, np.int32)
-        g, k = group_ranks(held)
-        rows = base[g] + k
-        values[rows], rts[rows], roffs[rows], rindex[rows] = (
-            self._values[seg[g], k],
-            self._ts[seg[g], k],
-            self._offsets[seg[g], k],
-            self._index[seg[g], k],
+    def _lay_out(self, readings: Readings, by: ByKey, s: Segments) -> _Rows:
+        """One run of rows per segment: the readings its slot held, then the new ones."""
+        n = int(s.length.sum())
+        rows = _Rows(
+            np.empty((n, self.n_features), np.float32),
+            np.empty(n, np.float64),
+            np.empty(n, np.int64),
+            np.empty(n, np.int32),
+            np.empty(n, np.int64),
         )
-        g, k = group_ranks(new)
-        rows = base[g] + held[g] + k
-        values[rows], rts[rows], roffs[rows] = readings.values[order], ts, readings.offsets[order]
-        rindex[rows] = readings.indices()[order]
-        place = np.empty(n_rows, np.int64)  # a new row's position in the batch
-        place[rows] = order
+        g, k = group_ranks(s.held)
+        at, src = s.base[g] + k, s.seg[g]
+        rows.values[at], rows.ts[at], rows.offsets[at], rows.index[at] = (
+            self._values[src, k],
+            self._ts[src, k],
+            self._offsets[src, k],
+            self._index[src, k],
+        )
+        g, k = group_ranks(s.new)
+        at = s.base[g] + s.held[g] + k
+        rows.values[at], rows.ts[at] = readings.values[by.order], by.ts
+        rows.offsets[at], rows.index[at] = readings.offsets[by.order], readings.indices()[by.order]
+        rows.place[at] = by.order
+        return rows
 
-        # segments cut short by a silence later in this batch lose their never-covered rows
-        cut = np.append(seg[1:] == seg[:-1], False)
-        u = self._uncovered(seen[cut], length[cut]) if cut.any() else cut[:0]
-        if u.any():
-            g, k = group_ranks(u)
-            rows = (base[cut] + length[cut] - u)[g] + k
-            why = reason_at[starts[1:][cut[:-1]]]
-            self._discard(
-                Readings(self._key[seg[cut][g]], rts[rows], values[rows], roffs[rows], "", 0, rindex[rows]),
-                [reasons[i] for i in why[g].tolist()],
-                cause[why[g]],
-            )
+    def _discard_cut(self, s: Segments, rows: _Rows, reasons: list[str], causes: np.ndarray) -> None:
+        """Segments a later silence in the batch cut short lose their never-covered rows;
+        ``reasons`` and ``causes``: one per cut segment."""
+        c = s.cut
+        u = uncovered(s.seen[c], s.length[c], self.window, self.stride)
+        if not u.any():
+            return
+        g, k = group_ranks(u)
+        at = (s.base[c] + s.length[c] - u)[g] + k
+        self._discard(
+            Readings(
+                self._key[s.seg[c][g]], rows.ts[at], rows.values[at], rows.offsets[at], "", 0, rows.index[at]
+            ),
+            [reasons[i] for i in g.tolist()],
+            causes[g],
+        )
 
-        # the last segment of each key is what its slot holds from now on
-        last = ~cut
-        keep = np.minimum(length[last], self.window - 1)
+    def _keep_tails(self, s: Segments, rows: _Rows) -> None:
+        """The last segment of each key is what its slot holds from now on."""
+        last = ~s.cut
+        keep = np.minimum(s.length[last], self.window - 1)
         g, k = group_ranks(keep)
-        rows = (base[last] + length[last] - keep)[g] + k
-        dst = seg[last]
+        at = (s.base[last] + s.length[last] - keep)[g] + k
+        dst = s.seg[last]
         self._values[dst[g], k], self._ts[dst[g], k], self._offsets[dst[g], k], self._index[dst[g], k] = (
-            values[rows],
-            rts[rows],
-            roffs[rows],
-            rindex[rows],
+            rows.values[at],
+            rows.ts[at],
+            rows.offsets[at],
+            rows.index[at],
         )
-        self._held[dst], self._seen[dst] = keep, seen[last]
-        final = np.append(first[1:], True)  # each key's last reading in the batch
-        self._last_ts[slot[final]] = latest[final]
+        self._held[dst], self._seen[dst] = keep, s.seen[last]
 
-        # windows end at counts w, w + stride, ... of each segment's readings
-        w, s = self.window, self.stride
-        first_end = np.maximum(w, seen0 + 1)
-        first_end += (w - first_end) % s
-        n_ends = np.where(first_end <= seen, (seen - first_end) // s + 1, 0)
-        g, k = group_ranks(n_ends)
-        end_row = base[g] + held[g] + (first_end[g] + s * k - seen0[g]) - 1
-        by_stream = np.argsort(place[end_row], kind="stable")
+    def _ended(self, readings: Readings, s: Segments, rows: _Rows) -> Windows:
+        """The windows the segments complete, in the stream order of their last reading."""
+        g, end_row = window_ends(s, self.window, self.stride)
+        by_stream = np.argsort(rows.place[end_row], kind="stable")
         end_row, g = end_row[by_stream], g[by_stream]
-        start_row = end_row - (w - 1)
+        start_row = end_row - (self.window - 1)
         return Windows(
-            keys=self._key[seg[g]],
-            start_ts=rts[start_row],
-            end_ts=rts[end_row],
-            first_offset=roffs[start_row],
-            last_offset=roffs[end_row],
-            data=values[start_row[:, None] + np.arange(w)],
+            keys=self._key[s.seg[g]],
+            start_ts=rows.ts[start_row],
+            end_ts=rows.ts[end_row],
+            first_offset=rows.offsets[start_row],
+            last_offset=rows.offsets[end_row],
+            data=rows.values[start_row[:, None] + np.arange(self.window)],
             topic=readings.topic,
             partition=readings.partition,
         )

@@ -16,7 +16,7 @@ from streamae.core.config import Settings, TrainSettings
 from streamae.demo.simulate import DAY_S, Anomaly, simulate, to_messages
 from streamae.evaluation.plots import plot_scores
 from streamae.serving.assembly import build_daemon
-from streamae.serving.kafka_admin import follow, publish
+from streamae.serving.clients.admin import follow, publish
 from streamae.serving.loop import DaemonStats
 from streamae.training.fit import fit
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from streamae.core.config import ConfigError, Settings
 from streamae.core.scoring import Scorer
-from streamae.serving import metrics
-from streamae.serving.health import DaemonHealth
+from streamae.serving.health import metrics
+from streamae.serving.health.probe import TransportProbe
+from streamae.serving.health.server import DaemonHealth
 from streamae.serving.loop import Daemon
-from streamae.serving.probe import TransportProbe
 from streamae.serving.reload import ModelReloader
 from streamae.serving.transport import Transport
 
@@ -40,8 +40,8 @@ def build_daemon(
     if health is not None:
         health.model_version = manifest.model_version
     if transport is None:
-        from streamae.serving.backends import open_transport
-        from streamae.serving.kafka_admin import ensure_daemon_topics, wait_for_broker
+        from streamae.serving.clients.admin import ensure_daemon_topics, wait_for_broker
+        from streamae.serving.clients.backends import open_transport
 
         wait_for_broker(settings.kafka)
         if create_topics:

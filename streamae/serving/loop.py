@@ -23,20 +23,20 @@ import numpy as np
 
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
-from streamae.serving import metrics
 from streamae.serving.backoff import Backoff
-from streamae.serving.checkpoint import Checkpoint, commit_policy, scored_through
-from streamae.serving.committer import REWIND, WAITING, Committer
+from streamae.serving.commit.checkpoint import Checkpoint, commit_policy, scored_through
+from streamae.serving.commit.committer import REWIND, WAITING, Committer
+from streamae.serving.commit.rebalance import Positioner, names
+from streamae.serving.commit.state_store import StateStore, check_state_topic
 from streamae.serving.dead_letters import Rejected
 from streamae.serving.decode import ReadingDecoder
+from streamae.serving.health import metrics
+from streamae.serving.health.progress import DaemonStats as DaemonStats  # re-exported (demo)
+from streamae.serving.health.progress import HealthSnapshot
 from streamae.serving.microbatch import MicroBatch, score
 from streamae.serving.partition import OutputPlan, PartitionState
-from streamae.serving.progress import DaemonStats as DaemonStats  # re-exported (demo)
-from streamae.serving.progress import HealthSnapshot
 from streamae.serving.publisher import Published, Publisher
-from streamae.serving.rebalance import Positioner, names
 from streamae.serving.reload import ModelReloader
-from streamae.serving.state_store import StateStore, check_state_topic
 from streamae.serving.transport import Partition, Record, Transport
 
 log = logging.getLogger(__name__)

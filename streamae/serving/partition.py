@@ -21,9 +21,9 @@ from streamae.core.config import OutputSettings, Settings
 from streamae.core.scoring import ScoreBatch, Scorer
 from streamae.core.stream_state import StreamState
 from streamae.core.windows import Windows, WindowStore
+from streamae.serving.commit.state_store import SavedState
 from streamae.serving.dead_letters import Rejected
 from streamae.serving.outputs import Scored, build
-from streamae.serving.state_store import SavedState
 from streamae.serving.transport import Partition
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from streamae.core.config import KafkaSettings, OutputSettings
-from streamae.serving import metrics
 from streamae.serving.dead_letters import Rejected, dead_letter, record_bytes, undeliverable
+from streamae.serving.health import metrics
 from streamae.serving.transport import (
     Delivery,
     DeliveryError,

@@ -24,7 +24,7 @@ import numpy as np
 from streamae.core.bundle import MANIFEST, MODEL, BundleError
 from streamae.core.config import Settings
 from streamae.core.scoring import Scorer
-from streamae.serving import metrics
+from streamae.serving.health import metrics
 
 log = logging.getLogger(__name__)
 

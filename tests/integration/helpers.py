@@ -23,9 +23,9 @@ from streamae.core.config import KafkaSettings, Settings
 from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
 from streamae.serving.assembly import build_daemon
-from streamae.serving.checkpoint import scored_through
-from streamae.serving.kafka_admin import follow
-from streamae.serving.kafka_python import KafkaPythonTransport, client_configs
+from streamae.serving.clients.admin import follow
+from streamae.serving.clients.kafka_python import KafkaPythonTransport, client_configs
+from streamae.serving.commit.checkpoint import scored_through
 from streamae.serving.transport import Offset, Partition
 
 

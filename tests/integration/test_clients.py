@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from streamae.core.config import KafkaSettings
-from streamae.serving.kafka_python import KafkaPythonTransport, make_producer
+from streamae.serving.clients.kafka_python import KafkaPythonTransport, make_producer
 
 pytestmark = pytest.mark.kafka
 

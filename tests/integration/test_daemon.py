@@ -17,8 +17,8 @@ from helpers import (
 from streamae.core.config import VARIANTS, ConfigError, TrainSettings
 from streamae.core.messages import ScoreMessage
 from streamae.demo.simulate import to_messages
-from streamae.serving import state_store
-from streamae.serving.kafka_admin import daemon_topics, ensure_topics, publish
+from streamae.serving.clients.admin import daemon_topics, ensure_topics, publish
+from streamae.serving.commit import state_store
 from streamae.training.fit import fit
 
 pytestmark = pytest.mark.kafka

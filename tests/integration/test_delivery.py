@@ -19,7 +19,7 @@ from helpers import (
 )
 
 from streamae.demo.simulate import to_messages
-from streamae.serving.kafka_admin import publish
+from streamae.serving.clients.admin import publish
 
 pytestmark = pytest.mark.kafka
 

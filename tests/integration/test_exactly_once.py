@@ -22,7 +22,7 @@ from helpers import (
 )
 
 from streamae.demo.simulate import to_messages
-from streamae.serving.kafka_admin import ensure_daemon_topics, publish
+from streamae.serving.clients.admin import ensure_daemon_topics, publish
 
 pytestmark = pytest.mark.kafka
 

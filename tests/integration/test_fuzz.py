@@ -21,8 +21,8 @@ import pytest
 from helpers import DaemonThread, read_to_end, settings_for, wait_published_and_committed
 
 from streamae.core.messages import DeadLetter, ScoreMessage
-from streamae.serving.kafka_admin import ensure_daemon_topics
-from streamae.serving.kafka_python import make_producer
+from streamae.serving.clients.admin import ensure_daemon_topics
+from streamae.serving.clients.kafka_python import make_producer
 
 pytestmark = pytest.mark.kafka
 

@@ -20,7 +20,7 @@ from helpers import (
 
 from streamae.core.config import KafkaSettings
 from streamae.demo.simulate import to_messages
-from streamae.serving.kafka_admin import publish
+from streamae.serving.clients.admin import publish
 
 pytestmark = pytest.mark.kafka
 

@@ -21,8 +21,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from streamae.core.messages import DeadLetter, ScoreBatchMessage
 from streamae.demo.simulate import to_messages
-from streamae.serving.kafka_admin import publish
-from streamae.serving.kafka_python import client_configs
+from streamae.serving.clients.admin import publish
+from streamae.serving.clients.kafka_python import client_configs
 
 pytestmark = pytest.mark.kafka
 

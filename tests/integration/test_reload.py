@@ -23,7 +23,7 @@ from helpers import (
 
 from streamae.core.bundle import load_bundle, write_bundle
 from streamae.demo.simulate import to_messages
-from streamae.serving.kafka_admin import ensure_daemon_topics, publish
+from streamae.serving.clients.admin import ensure_daemon_topics, publish
 
 pytestmark = pytest.mark.kafka
 

@@ -31,15 +31,16 @@ FORBIDDEN = {
     "serving": {"torch", "matplotlib", "sklearn", "pandas"},
     "evaluation": {"torch", "kafka", "confluent_kafka"},
 }
-# the only serving modules that may import a Kafka client library (the transports, and the
-# administration tools beside them)
-TRANSPORTS = {
-    "kafka_python.py",
-    "kafka_python_errors.py",
-    "kafka_admin.py",
-    "confluent.py",
-    "confluent_errors.py",
+# serving's sub-packages: what each may not import. Only ``clients`` speaks to a Kafka client
+# library; the commit machinery and the health code see the ``Transport`` interface alone, and
+# none of them reaches back into the loop that wires them.
+SERVING_SUBPACKAGES = {
+    "clients": {"streamae.serving.loop", "streamae.serving.assembly"},
+    "commit": {"streamae.serving.clients", "streamae.serving.loop", "streamae.serving.assembly"},
+    "health": {"streamae.serving.clients", "streamae.serving.loop", "streamae.serving.assembly"},
 }
+# serving's top level is the data path; only the builder may pick a client
+TOP_LEVEL_CLIENT_USERS = {"assembly.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -73,13 +74,29 @@ def test_module_respects_its_package_boundary(package: str, path: Path):
         if parts[0] == "streamae" and len(parts) > 1 and parts[1] in ALLOWED:
             assert parts[1] == package or parts[1] in ALLOWED[package], f"{path.name} imports {name}"
         assert parts[0] not in FORBIDDEN.get(package, set()), f"{path.name} imports {name}"
-        if package == "serving" and parts[0] in ("kafka", "confluent_kafka"):
-            assert path.name in TRANSPORTS, f"{path.name} imports {name}: only a transport module may"
+        if package == "serving":
+            _check_serving_boundary(path, name)
+
+
+def _check_serving_boundary(path: Path, name: str) -> None:
+    inner = path.relative_to(PACKAGE / "serving").parts
+    sub = inner[0] if len(inner) > 1 else None
+    assert sub is None or sub in SERVING_SUBPACKAGES, f"serving/{sub} is not a known sub-package"
+    if name.split(".")[0] in ("kafka", "confluent_kafka"):
+        assert sub == "clients", f"{path.name} imports {name}: only serving/clients may"
+    for banned in SERVING_SUBPACKAGES.get(sub, set()) if sub else set():
+        assert not (name == banned or name.startswith(banned + ".")), (
+            f"serving/{sub}/{path.name} imports {name}"
+        )
+    if sub is None and path.name not in TOP_LEVEL_CLIENT_USERS:
+        assert not name.startswith("streamae.serving.clients"), (
+            f"{path.name} imports {name}: the data path sees only the Transport interface"
+        )
 
 
 def test_serving_path_imports_no_training_stack():
     code = (
-        "import sys, streamae.cli.serve, streamae.serving.loop, streamae.serving.kafka_python; "
+        "import sys, streamae.cli.serve, streamae.serving.loop, streamae.serving.clients.kafka_python; "
         "bad = [m for m in ('torch', 'streamae.training', 'streamae.evaluation', 'sklearn') "
         "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
@@ -131,18 +148,18 @@ def test_no_module_imports_one_that_imports_it_back():
 DATA_PATH = {
     "serving": [
         "transport.py",
-        "kafka_python.py",
-        "confluent.py",
+        "clients/kafka_python.py",
+        "clients/confluent.py",
         "decode.py",
         "dead_letters.py",
         "microbatch.py",
         "partition.py",
         "outputs.py",
         "publisher.py",
-        "committer.py",
-        "exactly_once.py",
-        "checkpoint.py",
-        "state_store.py",
+        "commit/committer.py",
+        "commit/exactly_once.py",
+        "commit/checkpoint.py",
+        "commit/state_store.py",
         "loop.py",
     ],
     "core": [
@@ -165,4 +182,5 @@ def test_the_docs_name_every_module_of_the_data_path(doc):
             assert (PACKAGE / package / name).is_file(), (
                 f"{package}/{name} is gone: update DATA_PATH and {doc}"
             )
-            assert f"`{name}`" in text or f"/{name}`" in text, f"{doc} does not name {package}/{name}"
+            base = name.rsplit("/", 1)[-1]
+            assert f"`{base}`" in text or f"/{base}`" in text, f"{doc} does not name {package}/{name}"

@@ -27,7 +27,7 @@ def _metric_names() -> set[str]:
     """Every series name streamae exposes (also those of labelled metrics not set yet)."""
     from prometheus_client import REGISTRY
 
-    import streamae.serving.metrics  # noqa: F401  (registers the metrics)
+    import streamae.serving.health.metrics  # noqa: F401  (registers the metrics)
 
     suffixes = {
         "counter": ("_total", "_created"),
@@ -204,8 +204,8 @@ def test_image_healthcheck_command_follows_healthz(healthy):
     import sys
     import time
 
-    from streamae.serving.health import HealthServer
-    from streamae.serving.progress import HealthSnapshot
+    from streamae.serving.health.progress import HealthSnapshot
+    from streamae.serving.health.server import HealthServer
 
     now = time.monotonic()
     snap = HealthSnapshot(started_at=now - 600, polled_at=now if healthy else now - 500)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from memory_transport import Clock
 
-from streamae.serving.checkpoint import Checkpoint, Mark, metadata, scored_through
+from streamae.serving.commit.checkpoint import Checkpoint, Mark, metadata, scored_through
 from streamae.serving.errors import OffsetOrderError
 from streamae.serving.transport import Offset, Partition
 

@@ -7,7 +7,7 @@ import orjson
 from daemon_harness import IN0, WINDOW, run_daemon
 from memory_transport import MemoryTransport
 
-from streamae.serving.checkpoint import scored_through
+from streamae.serving.commit.checkpoint import scored_through
 from streamae.serving.errors import TransactionFailed, TransportTimeout
 from streamae.serving.loop import Daemon
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 import pytest
 from prometheus_client import REGISTRY
 
-from streamae.serving.health import DaemonHealth, HealthServer
-from streamae.serving.probe import TransportProbe
-from streamae.serving.progress import HealthSnapshot
+from streamae.serving.health.probe import TransportProbe
+from streamae.serving.health.progress import HealthSnapshot
+from streamae.serving.health.server import DaemonHealth, HealthServer
 from streamae.serving.transport import (
     CommitRefused,
     CommitTimeout,
@@ -295,7 +295,7 @@ def test_probe_watchdog_flags_a_partition_with_lag_and_no_progress(probed, caplo
     clock.now += 59
     probe.poll(0.1, 100)
     assert probe.snapshot(NOW).stalled == ()
-    with caplog.at_level(logging.WARNING, "streamae.serving.health"):
+    with caplog.at_level(logging.WARNING, "streamae.serving.health.server"):
         clock.now += 2  # 61 s without a record, 500 waiting
         probe.poll(0.1, 100)
         probe.poll(0.1, 100)  # logged once, not per poll

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
-from streamae.serving import metrics
+from streamae.serving.health import metrics
 from streamae.serving.transport import Partition
 
 DOCS = Path(__file__).resolve().parents[3] / "docs/operations.md"

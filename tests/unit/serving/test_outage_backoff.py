@@ -11,7 +11,7 @@ from daemon_harness import IN0, IN1, WINDOW, run_daemon
 from memory_transport import MemoryTransport
 
 from streamae.serving.backoff import Backoff
-from streamae.serving.checkpoint import scored_through
+from streamae.serving.commit.checkpoint import scored_through
 from streamae.serving.errors import CommitTimeout
 from streamae.serving.loop import Daemon
 from streamae.serving.transport import Offset

@@ -6,8 +6,8 @@ import threading
 
 from memory_transport import MemoryTransport
 
-from streamae.serving.checkpoint import Checkpoint
-from streamae.serving.rebalance import Rebalance, Resume, position
+from streamae.serving.commit.checkpoint import Checkpoint
+from streamae.serving.commit.rebalance import Rebalance, Resume, position
 from streamae.serving.transport import Offset, Partition
 
 P, Q, R = Partition("in", 0), Partition("in", 1), Partition("in", 2)

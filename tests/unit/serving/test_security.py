@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamae.core.config import KafkaSettings
-from streamae.serving.kafka_python import client_configs
-from streamae.serving.security import kafka_python_security, librdkafka_security
+from streamae.serving.clients.kafka_python import client_configs
+from streamae.serving.clients.security import kafka_python_security, librdkafka_security
 
 
 @pytest.fixture

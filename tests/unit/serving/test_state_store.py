@@ -8,8 +8,8 @@ import orjson
 from memory_transport import MemoryTransport
 
 from streamae.core.alerts import AlertPolicy
-from streamae.serving import state_store
-from streamae.serving.state_store import FORMAT, SavedState, StateStore, decode, encode, state_key
+from streamae.serving.commit import state_store
+from streamae.serving.commit.state_store import FORMAT, SavedState, StateStore, decode, encode, state_key
 from streamae.serving.transport import Partition, TransportTimeout
 
 P = Partition("in", 1)

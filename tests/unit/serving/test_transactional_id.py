@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from streamae.core.config import KafkaSettings
-from streamae.serving.exactly_once import TransactionalId
+from streamae.serving.commit.exactly_once import TransactionalId
 
 
 def test_members_on_one_host_get_their_own_ids_and_a_restarted_one_gets_its_predecessors(tmp_path):
@@ -26,7 +26,7 @@ def test_a_killed_holder_gives_its_slot_back(tmp_path):
     k = KafkaSettings(group_id="g", delivery="exactly_once")
     code = (
         "import sys, pathlib, os; from streamae.core.config import KafkaSettings; "
-        "from streamae.serving.exactly_once import TransactionalId; "
+        "from streamae.serving.commit.exactly_once import TransactionalId; "
         "t = TransactionalId(KafkaSettings(group_id='g'), pathlib.Path(sys.argv[1])); "
         "print(t.value, flush=True); os.kill(os.getpid(), 9)"
     )

@@ -18,9 +18,9 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.exactly_once import TransactionalId, commit_or_replace, last_record, within
-from streamae.serving.kafka_python_errors import Delivery, translated
-from streamae.serving.security import kafka_python_security
+from streamae.serving.clients.kafka_python_errors import Delivery, translated
+from streamae.serving.clients.security import kafka_python_security
+from streamae.serving.commit.exactly_once import TransactionalId, commit_or_replace, last_record, within
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
 log = logging.getLogger(__name__)

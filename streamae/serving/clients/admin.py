@@ -16,7 +16,7 @@ from kafka.admin import NewTopic
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.kafka_python import client_configs, group_free_consumer, make_producer
+from streamae.serving.clients.kafka_python import client_configs, group_free_consumer, make_producer
 
 log = logging.getLogger(__name__)
 

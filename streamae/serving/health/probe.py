@@ -2,7 +2,7 @@
 
 :class:`TransportProbe` forwards every call to the transport the loop uses and notes polls,
 seeks, commits, rebalances, transport failures and lag, so ``/healthz`` and ``/ready``
-(``health.py``) need nothing from the loop itself: :meth:`TransportProbe.snapshot` fills the
+(``server.py``) need nothing from the loop itself: :meth:`TransportProbe.snapshot` fills the
 probe's share of a ``progress.HealthSnapshot``.
 """
 
@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from streamae.serving import metrics
 from streamae.serving.errors import CommitRefused, TransportError
-from streamae.serving.progress import HealthSnapshot
+from streamae.serving.health import metrics
+from streamae.serving.health.progress import HealthSnapshot
 from streamae.serving.transport import Offset, Partition, PartitionsCallback, Record, Transport
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from streamae.serving.backoff import Backoff
-from streamae.serving.checkpoint import Checkpoint, scored_through
-from streamae.serving.state_store import SavedState, StateStore
+from streamae.serving.commit.checkpoint import Checkpoint, scored_through
+from streamae.serving.commit.state_store import SavedState, StateStore
 from streamae.serving.transport import Offset, Partition, Record, Transport, TransportError
 
 log = logging.getLogger(__name__)

@@ -35,9 +35,9 @@ from urllib.parse import urlsplit
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from streamae.serving import metrics
-from streamae.serving.probe import TransportProbe
-from streamae.serving.progress import HealthSnapshot
+from streamae.serving.health import metrics
+from streamae.serving.health.probe import TransportProbe
+from streamae.serving.health.progress import HealthSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -63,7 +63,7 @@ STALLED = Gauge(
     "streamae_stalled_partitions", "Assigned partitions with lag that yielded no record for STREAMAE_STALL_S"
 )
 
-# -- health (refreshed at each scrape by serving/health.py) -----------------------------
+# -- health (refreshed at each scrape by serving/health/server.py) -----------------------------
 LIVE = Gauge("streamae_live", "1 while /healthz passes: the loop polled within STREAMAE_LIVENESS_S")
 READY = Gauge("streamae_ready", "1 while /ready passes: subscribed, model loaded, broker reachable")
 IN_BACKOFF = Gauge("streamae_in_backoff", "1 while the daemon waits out a broker or delivery failure")

@@ -19,9 +19,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.confluent_errors import Delivery, translated
-from streamae.serving.exactly_once import TransactionalId, commit_or_replace, last_record
-from streamae.serving.security import librdkafka_security
+from streamae.serving.clients.confluent_errors import Delivery, translated
+from streamae.serving.clients.security import librdkafka_security
+from streamae.serving.commit.exactly_once import TransactionalId, commit_or_replace, last_record
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
 
 log = logging.getLogger(__name__)

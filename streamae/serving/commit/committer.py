@@ -24,10 +24,10 @@ from collections.abc import Callable, Collection
 from typing import Literal
 
 from streamae.serving.backoff import Backoff
-from streamae.serving.checkpoint import Checkpoint, Mark
+from streamae.serving.commit.checkpoint import Checkpoint, Mark
+from streamae.serving.commit.rebalance import Rebalance
+from streamae.serving.commit.state_store import SavedState, StateStore
 from streamae.serving.publisher import Published, Publisher
-from streamae.serving.rebalance import Rebalance
-from streamae.serving.state_store import SavedState, StateStore
 from streamae.serving.transport import (
     CommitRefused,
     Partition,

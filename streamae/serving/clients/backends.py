@@ -3,7 +3,7 @@
 A backend module implements ``transport.Transport`` (``open_transport``). Adding a client
 library is one new module and one line in :data:`BACKENDS`; nothing else in serving imports
 a client library. Administration (waiting for the broker, creating topics) is not on the hot
-path and always uses kafka-python (``kafka_admin``), whichever library serves.
+path and always uses kafka-python (``clients.admin``), whichever library serves.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from streamae.core.config import ConfigError, KafkaSettings, Settings
 from streamae.serving.transport import Transport
 
 BACKENDS = {  # STREAMAE_KAFKA__BACKEND -> module
-    "kafka-python": "streamae.serving.kafka_python",
-    "confluent-kafka": "streamae.serving.confluent",  # the 'confluent' extra
+    "kafka-python": "streamae.serving.clients.kafka_python",
+    "confluent-kafka": "streamae.serving.clients.confluent",  # the 'confluent' extra
 }
 
 
