@@ -44,6 +44,27 @@ def scoring_graph(
     Raises :class:`BundleError` (whose message the caller prefixes with the file) when the
     graph cannot be read or does not have the bundle's input and output.
     """
+    model = _checked(model_bytes, window, n_features)
+    g = model.graph
+    shape = _dims(next(i for i in g.input if i.name == INPUT_NAME))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+    consts: dict[str, np.ndarray] = {}
+    window_error = FEATURE_ERROR_NAME if residual is None else _PREFIX + "window_error"
+    nodes = _window_error_nodes(window_error, window, weights, opset, consts)
+    if residual is not None:
+        nodes += _residual_nodes(window_error, residual, consts)
+
+    g.node.extend(nodes)
+    g.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
+    batch = shape[0] or None  # the input's batch axis: named (dynamic), or a fixed size
+    g.output.append(helper.make_tensor_value_info(FEATURE_ERROR_NAME, TensorProto.FLOAT, [batch, n_features]))
+    out: bytes = model.SerializeToString()
+    return out
+
+
+def _checked(model_bytes: bytes, window: int, n_features: int) -> onnx.ModelProto:
+    """The graph, once it has the bundle's one input ``(m, W, F)`` and its output."""
     try:
         model = onnx.load_from_string(model_bytes)
     except Exception as exc:  # protobuf raises its own DecodeError types
@@ -63,15 +84,19 @@ def scoring_graph(
             f"graph input shape {shape} does not match manifest 'window' ({window}) and "
             f"'features' ({n_features})"
         )
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return model
 
+
+def _window_error_nodes(
+    window_error: str, window: int, weights: np.ndarray | None, opset: int, consts: dict[str, np.ndarray]
+) -> list[onnx.NodeProto]:
+    """``window_error (m, F)``: the squared reconstruction error summed over time with
+    ``weights``, or its plain mean over time when there are none."""
     diff, sq = _PREFIX + "diff", _PREFIX + "squared"
     nodes = [
         helper.make_node("Sub", [OUTPUT_NAME, INPUT_NAME], [diff], name=_PREFIX + "sub"),
         helper.make_node("Mul", [diff, diff], [sq], name=_PREFIX + "square"),
     ]
-    consts: dict[str, np.ndarray] = {}
-    window_error = FEATURE_ERROR_NAME if residual is None else _PREFIX + "window_error"
     if weights is None:
         to_sum, summed = sq, _PREFIX + "total"
     else:
@@ -92,15 +117,7 @@ def scoring_graph(
         nodes.append(
             helper.make_node("Div", [summed, _PREFIX + "window"], [window_error], name=_PREFIX + "mean")
         )
-    if residual is not None:
-        nodes += _residual_nodes(window_error, residual, consts)
-
-    g.node.extend(nodes)
-    g.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
-    batch = shape[0] or None  # the input's batch axis: named (dynamic), or a fixed size
-    g.output.append(helper.make_tensor_value_info(FEATURE_ERROR_NAME, TensorProto.FLOAT, [batch, n_features]))
-    out: bytes = model.SerializeToString()
-    return out
+    return nodes
 
 
 def _residual_nodes(

@@ -18,6 +18,7 @@ from streamae.core.bundle import INPUT_NAME, BundleError
 from streamae.core.score_graph import FEATURE_ERROR_NAME
 
 log = logging.getLogger(__name__)
+_ANNOUNCED: set[tuple[str, ...]] = set()  # provider lists already logged at INFO
 
 
 def run_chunked(
@@ -97,9 +98,12 @@ class ScoringSession:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BundleError(f"{where}: ONNX Runtime cannot load it: {exc}") from None
         in_use = self.session.get_providers()
-        log.info("ONNX Runtime providers in use: %s", in_use)
+        # once per process at INFO: selection and reloads open many sessions on the same providers
+        level = logging.DEBUG if tuple(in_use) in _ANNOUNCED else logging.INFO
+        _ANNOUNCED.add(tuple(in_use))
+        log.log(level, "ONNX Runtime providers in use: %s", in_use)
         if CUDA in providers and CUDA not in in_use:
-            log.info("CUDAExecutionProvider unavailable here (no GPU or CUDA runtime); using CPU")
+            log.log(level, "CUDAExecutionProvider unavailable here (no GPU or CUDA runtime); using CPU")
         on_cuda = CUDA in in_use
         self.io_bound = io_binding == "always" or (io_binding == "cuda" and on_cuda)
         self._binding = self.session.io_binding() if self.io_bound else None

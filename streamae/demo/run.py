@@ -13,7 +13,8 @@ import orjson
 import pandas as pd
 
 from streamae.core.config import Settings, TrainSettings
-from streamae.demo.simulate import DAY_S, Anomaly, simulate, to_messages
+from streamae.core.manifest import Manifest
+from streamae.demo.simulate import DAY_S, Anomaly, Simulation, simulate, to_messages
 from streamae.evaluation.plots import plot_scores
 from streamae.serving.assembly import build_daemon
 from streamae.serving.clients.admin import follow, publish
@@ -91,29 +92,14 @@ def run_demo(
     say(f"[1/5] simulating {history_days:g} days of normal history for {entities} machines")
     history = simulate(entities, history_days * DAY_S, anomalies_per_entity=0, start=T0, seed=seed)
     history.frame.to_csv(workdir / "history.csv", index=False)
-
-    say("[2/5] training a dense autoencoder on it (normal data only)")
-    train_frame = history.frame.drop(columns=["label", "anomaly_type"])
-    result = fit(train_frame, workdir / "bundle", TrainSettings(epochs=epochs, seed=seed), "history.csv")
-    m = result.bundle.manifest
-    say(
-        f"      bundle {workdir / 'bundle'}: threshold {m.threshold.value:.4g} "
-        f"({m.threshold.method} {m.threshold.params} on {m.threshold.calibration_windows} held-out windows)"
+    m = _train(
+        history.frame, workdir / "bundle", TrainSettings(variant="auto", epochs=epochs, seed=seed), say
     )
 
-    run = f"{int(time.time())}"
-    k = settings.kafka.model_copy(
-        update={
-            t: f"streamae.demo.{run}.{t.removesuffix('_topic')}"
-            for t in ("input_topic", "scores_topic", "alerts_topic", "dlq_topic", "state_topic")
-        }
-        | {"group_id": f"streamae-demo-{run}"}
-    )
-    settings = settings.model_copy(update={"kafka": k})
-
+    settings = _demo_settings(settings, workdir / "bundle")
+    k = settings.kafka
     say(f"[3/5] starting the daemon on {k.bootstrap_servers}, topic {k.input_topic}")
-    served = settings.model.model_copy(update={"bundle": workdir / "bundle"})
-    daemon = build_daemon(settings.model_copy(update={"model": served}), create_topics=True)
+    daemon = build_daemon(settings, create_topics=True)
     thread = threading.Thread(target=daemon.run, name="streamae-daemon", daemon=True)
     thread.start()
 
@@ -129,18 +115,60 @@ def run_demo(
         f"[4/5] streaming {len(stream.frame)} readings with {len(stream.anomalies)} injected "
         "anomalies (and 2 malformed records)"
     )
-    malformed = [
-        (b"machine-01", b"{not json"),
-        (b"machine-02", orjson.dumps({"key": "machine-02", "ts": T0, "values": {"flow": "high"}})),
-    ]
-    publish(k, [*to_messages(stream.frame), *malformed])
-
+    publish(k, [*to_messages(stream.frame), *MALFORMED])
     counts = stream.frame.groupby("key").size()
     expected = int(sum(max(0, (n - m.window) // m.stride + 1) for n in counts))
     scores, alerts = _follow(settings, expected, timeout_s, say)
     daemon.stop()
     thread.join(timeout=60)
+    return _summarise(stream, scores, alerts, m, daemon.stats, workdir, say)
 
+
+# one record that is not JSON, one with a value that is not a number: both dead letters
+MALFORMED = [
+    (b"machine-01", b"{not json"),
+    (b"machine-02", orjson.dumps({"key": "machine-02", "ts": T0, "values": {"flow": "high"}})),
+]
+
+
+def _train(history: pd.DataFrame, bundle: Path, cfg: TrainSettings, say: Callable[[str], None]) -> Manifest:
+    """What ``streamae train`` does by default: choose the detector without labels, then fit."""
+    say("[2/5] training on it (normal data only), the detector chosen automatically as `streamae train` does")
+    result = fit(history.drop(columns=["label", "anomaly_type"]), bundle, cfg, "history.csv")
+    m = result.bundle.manifest
+    if m.selection is not None:
+        say(f"      selected {m.selection.candidates[m.selection.chosen].settings.describe()}")
+    say(
+        f"      bundle {bundle}: threshold {m.threshold.value:.4g} "
+        f"({m.threshold.method} {m.threshold.params} on {m.threshold.calibration_windows} held-out windows)"
+    )
+    return m
+
+
+def _demo_settings(settings: Settings, bundle: Path) -> Settings:
+    """Fresh topics and group for this run (a rerun starts clean), serving ``bundle``."""
+    run = f"{int(time.time())}"
+    k = settings.kafka.model_copy(
+        update={
+            t: f"streamae.demo.{run}.{t.removesuffix('_topic')}"
+            for t in ("input_topic", "scores_topic", "alerts_topic", "dlq_topic", "state_topic")
+        }
+        | {"group_id": f"streamae-demo-{run}"}
+    )
+    return settings.model_copy(
+        update={"kafka": k, "model": settings.model.model_copy(update={"bundle": bundle})}
+    )
+
+
+def _summarise(
+    stream: Simulation,
+    scores: pd.DataFrame,
+    alerts: list[dict],
+    m: Manifest,
+    stats: DaemonStats,
+    workdir: Path,
+    say: Callable[[str], None],
+) -> DemoSummary:
     spans = _alert_spans(alerts, scores)
     caught, false = match_alerts(stream.anomalies, spans, m.window * 60.0)
     plot = plot_scores(
@@ -152,13 +180,13 @@ def run_demo(
     )
     summary = DemoSummary(
         readings=len(stream.frame),
-        dead_letters=daemon.stats.dead_letters,
+        dead_letters=stats.dead_letters,
         windows_scored=len(scores),
         alerts=sum(a["event"] == "open" for a in alerts),
         anomalies=len(stream.anomalies),
         caught=caught,
         false_alerts=false,
-        daemon=daemon.stats,
+        daemon=stats,
     )
     say("[5/5] summary")
     for line in summary.lines():

@@ -125,13 +125,7 @@ class ReadingDecoder:
                 try:
                     key, stamp, row = self._reading(item, rec, maybe_bool)
                 except (KeyError, ValueError, TypeError) as exc:  # ours (_Invalid) carry a code
-                    why = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-                    code = (
-                        "missing_field"
-                        if isinstance(exc, KeyError)
-                        else getattr(exc, "code", "invalid_reading")
-                    )
-                    rejected.append(_reject(rec, why, i if many else None, code))
+                    rejected.append(_rejected_reading(rec, exc, i if many else None))
                     continue
                 keys.append(key)
                 stamps.append(stamp)
@@ -139,6 +133,22 @@ class ReadingDecoder:
                 offsets.append(rec.offset)
                 origins.append((rec, i if many else None))
 
+        return self._columns(keys, stamps, rows, offsets, origins, lists, topic, partition, rejected)
+
+    def _columns(
+        self,
+        keys: list[str],
+        stamps: list[Any],
+        rows: list[tuple[Any, ...]],
+        offsets: list[int],
+        origins: list[tuple[RecordLike, int | None]],
+        lists: bool,
+        topic: str,
+        partition: int,
+        rejected: list[Rejected],
+    ) -> tuple[Readings, list[Rejected]]:
+        """The readings as columns, in one numpy conversion; those whose values or time do
+        not convert join ``rejected``."""
         if not rows:
             return Readings.empty(len(self.features), topic, partition), rejected
         values, bad = self._to_matrix(rows)
@@ -288,6 +298,12 @@ def _convert(
                 except (TypeError, ValueError, OverflowError) as exc:
                     bad[r] = str(exc)
     return bad
+
+
+def _rejected_reading(rec: RecordLike, exc: Exception, index: int | None) -> Rejected:
+    if isinstance(exc, KeyError):
+        return _reject(rec, f"missing field {exc}", index, "missing_field")
+    return _reject(rec, str(exc), index, getattr(exc, "code", "invalid_reading"))
 
 
 def _reject(

@@ -78,21 +78,12 @@ def faulted_validation(
     for the free rows is skipped, so slightly fewer may be injected), each with its own faults
     (:func:`faults.inject`; between two, ``context`` normal readings, at least
     :data:`MIN_MARGIN`); ``context`` clean readings of the key go before each copy."""
-    frames, labels, judged, clean = [], [], [], []
-    count = 0
     margin = max(context, MIN_MARGIN)
-    spans = []  # (key index, key, readings before, validation readings, faults per copy)
-    for k_index, key in enumerate(pd.unique(readings.keys)):
-        rows = np.flatnonzero(readings.keys == key)
-        rows = rows[np.argsort(readings.ts[rows], kind="stable")]
-        in_span = (readings.ts[rows] > after) & (readings.ts[rows] <= until)
-        span = rows[in_span]
-        if len(span):
-            first = int(np.flatnonzero(in_span)[0])
-            before = rows[max(0, first - context) : first]
-            spans.append((k_index, key, before, span, max(1, len(span) // ROWS_PER_FAULT)))
+    spans = _validation_spans(readings, after, until, context)
     per_replica = sum(s[4] for s in spans)
     replicas = max(replicas, -(-MIN_FAULTS // per_replica)) if per_replica else replicas
+    frames, labels, judged, clean = [], [], [], []
+    count = 0
     for k_index, key, before, span, n_faults in spans:
         # the kinds take turns across the copies (in an order of the key's own), so that every
         # kind is injected about equally often however few faults one copy holds
@@ -103,11 +94,7 @@ def faulted_validation(
             order = [kinds[turn[(r * n_faults + i) % len(kinds)]] for i in range(len(kinds))]
             values, lab, made = faults.inject(normal, rng, n_faults, order, margin=margin)
             count += len(made)
-            block = np.concatenate([readings.values[before].astype(np.float64), values])
-            frame = pd.DataFrame(block, columns=features)
-            frame.insert(0, "timestamp", readings.ts[np.concatenate([before, span])])
-            frame.insert(1, "key", f"{key}#{r}")
-            frames.append(frame)
+            frames.append(_copy_frame(readings, before, span, values, features, f"{key}#{r}"))
             labels.append(np.concatenate([np.zeros(len(before), np.int8), lab]))
             judged.append(np.concatenate([np.zeros(len(before), bool), np.ones(len(span), bool)]))
             clean.append(normal_rows[np.concatenate([before, span])])
@@ -133,6 +120,41 @@ def faulted_validation(
         seed,
         replicas,
     )
+
+
+def _copy_frame(
+    readings: Readings,
+    before: np.ndarray,
+    span: np.ndarray,
+    values: np.ndarray,
+    features: list[str],
+    key: str,
+) -> pd.DataFrame:
+    """One faulted copy as a frame: the clean context rows, then the faulted validation rows."""
+    frame = pd.DataFrame(
+        np.concatenate([readings.values[before].astype(np.float64), values]), columns=features
+    )
+    frame.insert(0, "timestamp", readings.ts[np.concatenate([before, span])])
+    frame.insert(1, "key", key)
+    return frame
+
+
+def _validation_spans(
+    readings: Readings, after: float, until: float, context: int
+) -> list[tuple[int, str, np.ndarray, np.ndarray, int]]:
+    """Per key with validation readings: (key index, key, the ``context`` rows before,
+    the validation rows, faults per copy)."""
+    spans = []
+    for k_index, key in enumerate(pd.unique(readings.keys)):
+        rows = np.flatnonzero(readings.keys == key)
+        rows = rows[np.argsort(readings.ts[rows], kind="stable")]
+        in_span = (readings.ts[rows] > after) & (readings.ts[rows] <= until)
+        span = rows[in_span]
+        if len(span):
+            first = int(np.flatnonzero(in_span)[0])
+            before = rows[max(0, first - context) : first]
+            spans.append((k_index, key, before, span, max(1, len(span) // ROWS_PER_FAULT)))
+    return spans
 
 
 def _without_labelled(values: np.ndarray, normal: np.ndarray) -> np.ndarray:

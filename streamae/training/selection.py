@@ -142,17 +142,7 @@ def select_and_fit(
     search = plan(cfg, pinned)
     if not search.models:
         raise DataError(f"{source}: no candidate fits these settings (loss {cfg.loss}); pin --variant")
-    preps: dict[int, Prepared] = {}
-    errors: list[str] = []
-    for window in sorted({m.window for m in search.models}):
-        try:
-            preps[window] = prepare(
-                frame, candidate_settings(cfg, ModelChoice("pca", window), WindowScore()), source
-            )
-        except DataError as exc:
-            errors.append(str(exc))
-    if not preps:
-        raise DataError(errors[0])
+    preps = _prepare_windows(frame, cfg, {m.window for m in search.models}, source)
     models = [m for m in search.models if m.window in preps]
     ref = next(iter(preps.values()))
     check_features(cfg, ref.features, source)
@@ -163,21 +153,7 @@ def select_and_fit(
     stream = faulted_validation(
         ref.hist.readings, ref.hist.normal_rows, ref.features, after, until, max(preps) - 1, cfg.seed
     )
-    judged: list[_Judged] = []
-    bar = Progress(models, f"selecting ({cfg.search})", "model", progress)
-    with _quiet("streamae.core.scoring"):  # a scorer per candidate: no providers line each
-        for m in bar:
-            bar.set_postfix_str(f"{m.variant} w{m.window}")
-            found = judge_model(m, preps[m.window], cfg, search.scores, stream, out_dir, source, pinned)
-            judged.extend(found)
-            msg = f"{m.variant} w{m.window}: " + "; ".join(
-                f"{_name(j.entry)} F1 {j.entry['scores']['f1']:.3f}" for j in found
-            )
-            if progress:
-                bar.write(msg)
-            else:
-                log.info("selection: %s", msg)
-    bar.close()
+    judged = _judge_all(models, preps, cfg, search.scores, stream, out_dir, source, pinned, progress)
     best = max(range(len(judged)), key=lambda i: judged[i].rank)  # the first of equals
     won = judged[best]
     log.info("selection: chose %s (F1 %.3f)", _name(won.entry), won.entry["scores"]["f1"])
@@ -196,6 +172,55 @@ def select_and_fit(
         "chosen": best,
     }
     return write_trained(won.prep, won.trained, won.calibrated, won.cfg, out_dir, source, selection)
+
+
+def _prepare_windows(
+    frame: pd.DataFrame, cfg: TrainSettings, windows: set[int], source: str
+) -> dict[int, Prepared]:
+    """The history prepared once per window length the search tries; lengths the history is
+    too short for are left out (an error only when none is left)."""
+    preps: dict[int, Prepared] = {}
+    errors: list[str] = []
+    for window in sorted(windows):
+        try:
+            preps[window] = prepare(
+                frame, candidate_settings(cfg, ModelChoice("pca", window), WindowScore()), source
+            )
+        except DataError as exc:
+            errors.append(str(exc))
+    if not preps:
+        raise DataError(errors[0])
+    return preps
+
+
+def _judge_all(
+    models: Sequence[ModelChoice],
+    preps: dict[int, Prepared],
+    cfg: TrainSettings,
+    scores: Sequence[WindowScore],
+    stream: FaultedStream,
+    out_dir: Path,
+    source: str,
+    pinned: Sequence[str],
+    progress: bool,
+) -> list[_Judged]:
+    """Every candidate model, trained and judged on the faulted stream with every score."""
+    judged: list[_Judged] = []
+    bar = Progress(models, f"selecting ({cfg.search})", "model", progress)
+    with _quiet("streamae.core.scoring"):  # a scorer per candidate: no providers line each
+        for m in bar:
+            bar.set_postfix_str(f"{m.variant} w{m.window}")
+            found = judge_model(m, preps[m.window], cfg, scores, stream, out_dir, source, pinned)
+            judged.extend(found)
+            msg = f"{m.variant} w{m.window}: " + "; ".join(
+                f"{_name(j.entry)} F1 {j.entry['scores']['f1']:.3f}" for j in found
+            )
+            if progress:
+                bar.write(msg)
+            else:
+                log.info("selection: %s", msg)
+    bar.close()
+    return judged
 
 
 def judge_model(

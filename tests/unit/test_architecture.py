@@ -184,3 +184,18 @@ def test_the_docs_name_every_module_of_the_data_path(doc):
             )
             base = name.rsplit("/", 1)[-1]
             assert f"`{base}`" in text or f"/{base}`" in text, f"{doc} does not name {package}/{name}"
+
+
+# about 300 lines a module and 60 a function: a longer one holds more than one idea
+MAX_MODULE_LINES = 340
+MAX_FUNCTION_LINES = 60
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_modules_and_functions_stay_small(path: Path):
+    source = path.read_text()
+    assert source.count("\n") <= MAX_MODULE_LINES, f"{path.name}: {source.count(chr(10))} lines"
+    for node in ast.walk(ast.parse(source, str(path))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
+            assert lines <= MAX_FUNCTION_LINES, f"{path.name}:{node.lineno} {node.name} is {lines} lines"

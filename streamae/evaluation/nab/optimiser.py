@@ -55,6 +55,36 @@ def sweep(
     """
     if not corpus:
         raise ValueError("empty corpus")
+    scores, weights, windows = _scored_rows(corpus, profile, probation_percent)
+    series_only = [s for s, _ in corpus]
+    null = null_score(series_only, profile, probation_percent)
+    perfect = perfect_score(series_only, profile)
+
+    thresholds, raw_by_threshold = _score_by_threshold(scores, weights, windows, profile, null)
+    best_i = int(np.argmax(raw_by_threshold))  # first maximum = highest threshold
+    threshold = float(thresholds[best_i])
+
+    # Recompute the winner series by series: exact sums, and the per-series breakdown.
+    per_series = score_corpus(corpus, profile, threshold, probation_percent)
+    raw = float(sum(per_series.values()))
+    return SweepResult(
+        profile=profile,
+        threshold=threshold,
+        raw=raw,
+        normalised=normalise(raw, null, perfect),
+        null=null,
+        perfect=perfect,
+        per_series=per_series,
+        thresholds=thresholds,
+        raw_by_threshold=raw_by_threshold,
+    )
+
+
+def _scored_rows(
+    corpus: Sequence[tuple[Series, np.ndarray]], profile: CostMatrix, probation_percent: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scored rows of the whole corpus: score, weight, and corpus-wide window id (-1
+    outside every window)."""
     scores_l, weights_l, windows_l = [], [], []
     offset = 0
     for s, raw_scores in corpus:
@@ -65,13 +95,13 @@ def sweep(
         # Windows get corpus-wide ids so that each keeps its own best detection.
         windows_l.append(np.where(rw.window >= 0, rw.window + offset, -1)[rw.scored])
         offset += rw.n_windows
-    scores = np.concatenate(scores_l)
-    weights = np.concatenate(weights_l)
-    windows = np.concatenate(windows_l)
-    series_only = [s for s, _ in corpus]
-    null = null_score(series_only, profile, probation_percent)
-    perfect = perfect_score(series_only, profile)
+    return np.concatenate(scores_l), np.concatenate(weights_l), np.concatenate(windows_l)
 
+
+def _score_by_threshold(
+    scores: np.ndarray, weights: np.ndarray, windows: np.ndarray, profile: CostMatrix, null: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate threshold (descending, inf first) and the corpus raw score at each."""
     # Lower the threshold one row at a time, highest score first; delta is how much the
     # corpus score changes when that row becomes a detection.
     order = np.argsort(-scores, kind="stable")
@@ -92,23 +122,7 @@ def sweep(
     )
     thresholds = np.r_[np.inf, s_sorted[last]]
     raw_by_threshold = np.r_[null, running[last]]
-    best_i = int(np.argmax(raw_by_threshold))  # first maximum = highest threshold
-    threshold = float(thresholds[best_i])
-
-    # Recompute the winner series by series: exact sums, and the per-series breakdown.
-    per_series = score_corpus(corpus, profile, threshold, probation_percent)
-    raw = float(sum(per_series.values()))
-    return SweepResult(
-        profile=profile,
-        threshold=threshold,
-        raw=raw,
-        normalised=normalise(raw, null, perfect),
-        null=null,
-        perfect=perfect,
-        per_series=per_series,
-        thresholds=thresholds,
-        raw_by_threshold=raw_by_threshold,
-    )
+    return thresholds, raw_by_threshold
 
 
 def sweep_profiles(
