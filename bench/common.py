@@ -1,10 +1,14 @@
-"""Shared bits of the benchmarks: timing, a trained bundle, result rows."""
+"""Shared bits of the benchmarks: timing, the local broker, result rows."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +21,9 @@ import pandas as pd
 from streamae.core.config import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from local_kafka import free_port as free_port  # noqa: E402  (re-exported: the one free-port helper)
+from local_kafka import start_broker  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -35,29 +42,6 @@ def best_rate(fn: Callable[[], int], repeats: int = 5) -> float:
         n = fn()
         best = max(best, n / (time.perf_counter() - t))
     return best
-
-
-def train_bundle(out: Path, window: int = 30) -> Path:
-    """A dense bundle on three days of simulated normal history (cached in ``out``)."""
-    from streamae.core.bundle import BundleError, load_bundle
-
-    try:
-        load_bundle(out)
-        return out
-    except BundleError:  # absent, or cached by an older streamae
-        pass
-    from streamae.core.config import TrainSettings
-    from streamae.demo.simulate import DAY_S, simulate
-    from streamae.training.fit import fit
-
-    hist = simulate(entities=4, duration_s=3 * DAY_S, anomalies_per_entity=0, seed=1)
-    fit(
-        hist.frame.drop(columns=["label", "anomaly_type"]),
-        out,
-        TrainSettings(window=window, epochs=30),
-        progress=False,
-    )
-    return out
 
 
 SHARED = ROOT.parent / "shared"
@@ -161,61 +145,30 @@ def load_average() -> str:
         return ", ".join(f.read().split()[:3])
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on, whose successor is free too (the broker's controller)."""
-    import socket
-
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port + 1)) != 0 and port < 65000:
-                return int(port)
-    raise RuntimeError("no free port pair found")
-
-
 class LocalBroker:
-    """A fresh single-node Kafka broker (``deploy/kafka.sh``) on a free port with its data
-    under ``.bench/``; stopped and its data removed on exit. It may use every core: it is
-    the infrastructure, not the system under test."""
+    """A fresh single-node Kafka broker (``deploy/kafka.sh``, started by the tests' own
+    starter, which retries on a port clash) with its data under ``.bench/``; stopped and its
+    data removed on exit. It may use every core: it is the infrastructure, not the system
+    under test."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._pick()
-
-    def _pick(self) -> None:
-        self.port = free_port()
-        self.dir = ROOT / ".bench" / f"kafka-{self.name}-{self.port}"
-        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.script = ROOT / "deploy" / "kafka.sh"
 
     def __enter__(self) -> LocalBroker:
-        import subprocess
-
         everywhere = set(range(os.cpu_count() or 1))
-        for attempt in range(3):  # a port free a moment ago may be taken by then (other brokers)
-            try:
-                subprocess.run(
-                    ["bash", str(ROOT / "deploy" / "kafka.sh"), "start", str(self.port), str(self.dir)],
-                    check=True,
-                    preexec_fn=lambda: os.sched_setaffinity(0, everywhere),
-                )
-                return self
-            except subprocess.CalledProcessError:
-                self.__exit__()
-                if attempt == 2:
-                    raise
-                self._pick()
+        fresh = (ROOT / ".bench" / f"kafka-{self.name}-{os.getpid()}-{i}" for i in itertools.count())
+        self.port, self.dir = start_broker(
+            self.script, lambda: next(fresh), preexec=lambda: os.sched_setaffinity(0, everywhere)
+        )
+        self.bootstrap = f"127.0.0.1:{self.port}"
         return self
 
     def pid(self) -> int:
         return int((self.dir / "broker.pid").read_text())
 
     def __exit__(self, *exc: object) -> None:
-        import shutil
-        import subprocess
-
-        subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "stop", str(self.dir)], check=False)
+        subprocess.run(["bash", str(self.script), "stop", str(self.dir)], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -225,7 +225,7 @@ def main() -> int:
     with LocalBroker("profile") as broker:
         harness.preload(broker.bootstrap, TOPIC, harness.Simulator(1000, seed=1).messages(per_key))
         ends = harness.end_offsets(broker.bootstrap, TOPIC)
-        for backend in harness.backends():
+        for backend in harness.BACKENDS:
             name = "flamegraph.svg" if backend == "kafka-python" else f"flamegraph-{backend}.svg"
             try:
                 r = profile_backend(broker.bootstrap, ends, bundle, backend, out_dir / name, cpus, a.rate)

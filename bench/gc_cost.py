@@ -62,7 +62,7 @@ def main() -> int:
         ends = harness.end_offsets(broker.bootstrap, "r")
         bundle = harness.bundle()
         for _ in range(a.repeats):
-            for backend in harness.backends():
+            for backend in harness.BACKENDS:
                 for threshold in ("", a.threshold):
                     out = probe / "collections.txt"
                     out.unlink(missing_ok=True)

@@ -36,7 +36,10 @@ import numpy as np
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, cpu_seconds, rss_mib
+from common import ROOT, cpu_seconds, free_port, rss_mib
+
+from streamae.serving.commit.checkpoint import scored_through
+from streamae.serving.transport import Offset
 
 FEATURES = tuple(f"s{i:02d}" for i in range(10))
 WINDOW = 30
@@ -168,72 +171,35 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         c.close()
 
 
-def have_confluent() -> bool:
-    try:
-        import confluent_kafka  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def preload(bootstrap: str, topic: str, messages: Iterator[tuple[bytes, bytes]]) -> tuple[int, float]:
-    """Produce ``messages`` to a new ``topic`` (PARTITIONS partitions; librdkafka when installed,
-    it is several times faster); how many and how long it took."""
+    """Produce ``messages`` to a new ``topic`` (PARTITIONS partitions; with librdkafka, several
+    times faster than kafka-python); how many and how long it took."""
+    from confluent_kafka import Producer
+
     create_topic(bootstrap, topic)
     t = time.perf_counter()
-    if have_confluent():
-        from confluent_kafka import Producer
-
-        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20, "acks": "all"})
-        n = 0
-        for n, (key, value) in enumerate(messages, 1):  # n: how many, after the loop
-            while True:
-                try:
-                    p.produce(topic, value, key)
-                    break
-                except BufferError:
-                    p.poll(0.05)
-            if not n % 10_000:
-                p.poll(0)
-        if p.flush(120):
-            raise RuntimeError(f"preloading {topic}: messages left undelivered")
-    else:
-        from streamae.serving.clients.admin import publish
-
-        n = publish(kafka_settings(bootstrap), messages, topic)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20, "acks": "all"})
+    n = 0
+    for n, (key, value) in enumerate(messages, 1):  # n: how many, after the loop
+        while True:
+            try:
+                p.produce(topic, value, key)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if not n % 10_000:
+            p.poll(0)
+    if p.flush(120):
+        raise RuntimeError(f"preloading {topic}: messages left undelivered")
     return n, time.perf_counter() - t
 
 
-# -- what this streamae offers (the other helper's work may or may not be there yet) ----
+# -- what the benchmarks run ------------------------------------------------------------
 
-
-def backends() -> list[str]:
-    """Registered transports whose client library imports here (default first)."""
-    from streamae.serving.clients.backends import BACKENDS
-
-    out = []
-    for name, module in BACKENDS.items():
-        try:
-            __import__(module)
-        except ImportError:
-            continue
-        out.append(name)
-    return sorted(out, key=lambda n: n != "kafka-python")
-
-
-def output_modes() -> list[str]:
-    """Values of ``STREAMAE_OUTPUT__SCORES`` (default first); ``[]`` when the setting does not exist."""
-    from typing import get_args
-
-    from streamae.core.config import Settings
-
-    section = Settings.model_fields.get("output")
-    model = getattr(section, "annotation", None) if section else None
-    fields = getattr(model, "model_fields", {})
-    if "scores" not in fields:
-        return []
-    default = fields["scores"].default
-    return sorted(get_args(fields["scores"].annotation) or [default], key=lambda m: m != default)
+#: the backends of ``STREAMAE_KAFKA__BACKEND`` (default first): the dev install has both
+BACKENDS = ("kafka-python", "confluent-kafka")
+#: ``STREAMAE_OUTPUT__SCORES`` (default first)
+OUTPUT_MODES = ("all", "above", "batch")
 
 
 # -- the daemon as a process -----------------------------------------------------------
@@ -367,7 +333,7 @@ class Commits:
     """The group's ``scored_through`` per input partition (-1: nothing committed yet)."""
 
     def __init__(self, bootstrap: str) -> None:
-        from kafka import KafkaAdminClient
+        from kafka import KafkaAdminClient  # the daemon's own reader needs a group member
 
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
 
@@ -376,12 +342,11 @@ class Commits:
             offsets = self.admin.list_group_offsets({group: None}).get(group, {})
         except Exception:  # the coordinator moves or is not there yet: ask again next tick
             return {}
-        out = {}
-        for tp, om in offsets.items():
-            if tp.topic == topic and om.metadata:
-                # librdkafka stores the metadata with its C string's NUL
-                out[tp.partition] = int(orjson.loads(om.metadata.rstrip("\x00"))["scored_through"])
-        return out
+        return {
+            tp.partition: scored_through(Offset(om.offset, om.metadata), f"{group} {tp}")
+            for tp, om in offsets.items()
+            if tp.topic == topic and om.metadata
+        }
 
     def close(self) -> None:
         self.admin.close()
@@ -531,8 +496,6 @@ def paced_run(
     create_topic(bootstrap, topic)
     run = Run(bootstrap, topic)
     run.create()
-    from common import free_port
-
     metrics_port = free_port()
     d = Daemon(
         run, bundle_dir, backend, output, {**(extra or {}), "STREAMAE_METRICS_PORT": str(metrics_port)}, cpus
@@ -852,48 +815,24 @@ def worker_pace(a: dict[str, Any]) -> dict[str, Any]:
     keys = sim.keys
     step, rows = -1, []
     rate, seconds = float(a["rate"]), float(a["seconds"])
-    if have_confluent():
-        from confluent_kafka import Producer
+    from confluent_kafka import Producer
 
-        p = Producer(
-            {
-                "bootstrap.servers": a["bootstrap"],
-                "linger.ms": 1,
-                "acks": "all",
-                "enable.idempotence": bool(a.get("idempotent")),  # no input twice across broker restarts
-            }
-        )
+    p = Producer(
+        {
+            "bootstrap.servers": a["bootstrap"],
+            "linger.ms": 1,
+            "acks": "all",
+            "enable.idempotence": bool(a.get("idempotent")),  # no input twice across broker restarts
+        }
+    )
 
-        def send(key: str, value: bytes) -> None:
-            while True:
-                try:
-                    p.produce(a["topic"], value, key.encode())
-                    return
-                except BufferError:
-                    p.poll(0.01)
-
-        def flush() -> None:
-            p.flush(120)
-
-        poll = p.poll
-    else:
-        from kafka import KafkaProducer
-
-        kp = KafkaProducer(
-            bootstrap_servers=a["bootstrap"],
-            acks="all",
-            linger_ms=1,
-            enable_idempotence=bool(a.get("idempotent")),
-        )
-
-        def send(key: str, value: bytes) -> None:
-            kp.send(a["topic"], key=key.encode(), value=value)
-
-        def flush() -> None:
-            kp.flush()
-
-        def poll(_: float) -> None:
-            return None
+    def send(key: str, value: bytes) -> None:
+        while True:
+            try:
+                p.produce(a["topic"], value, key.encode())
+                return
+            except BufferError:
+                p.poll(0.01)
 
     n = 0
     t0 = time.time()
@@ -909,9 +848,9 @@ def worker_pace(a: dict[str, Any]) -> dict[str, Any]:
                 rows = [dict(zip(FEATURES, r)) for r in sim.values(step % 1440, 1)[0].tolist()]
             send(keys[i], orjson.dumps({"key": keys[i], "ts": time.time(), "values": rows[i]}))
             n += 1
-        poll(0)
+        p.poll(0)
         time.sleep(0.0005)
-    flush()
+    p.flush(120)
     elapsed = time.time() - t0
     return {"sent": n, "elapsed_s": elapsed, "rate": n / elapsed}
 

@@ -162,7 +162,7 @@ def main() -> int:
             out["memory"] = memory_run(bs, many, bundle, a)
             print(f"  memory: {out['memory'].get('rss_end_mib')} MiB at the end", flush=True)
         if "stall" in a.only:
-            for backend in harness.backends():
+            for backend in harness.BACKENDS:
                 for how in ("broker", "quota"):
                     at = max(20.0, harness.warmup_s(rate, 1000) + 10)
                     stall = {"at_s": at, "for_s": a.stall_s, "how": how, "pid": broker.pid()}

@@ -44,6 +44,43 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) 
 
 
 @pytest.fixture(scope="session")
+def scorer_of():
+    """``scorer_of(bundle_dir)``: a bundle's Scorer on the CPU (the one way tests build one)."""
+    from streamae.core.bundle import load_bundle
+    from streamae.core.scoring import Scorer
+
+    def make(path: Path):
+        return Scorer(load_bundle(path), ["CPUExecutionProvider"])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def adaptive_bundle(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> Path:
+    """A dense bundle with streaming normalisation (window 10, half-life 30, block 5)."""
+    from streamae.core.config import TrainSettings
+    from streamae.training.fit import fit
+
+    out = tmp_path_factory.mktemp("adaptive") / "bundle"
+    cfg = TrainSettings(window=10, epochs=2, seed=1, ewma_alpha=0.5, adapt_half_life=30, adapt_block=5)
+    fit(history, out, cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def post_bundle(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> Path:
+    """A dense bundle with post-processing: record-high output, a 5 % widened range,
+    suppression of 2 windows (window 10)."""
+    from streamae.core.config import TrainSettings
+    from streamae.training.fit import fit
+
+    out = tmp_path_factory.mktemp("post") / "bundle"
+    cfg = TrainSettings(window=10, epochs=2, seed=1, record_high=True, range_widen=0.05, suppress_windows=2)
+    fit(history, out, cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def variant_bundles(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) -> dict:
     """``TrainResult`` of a small bundle of every variant (window 10, 3 epochs)."""
     from streamae.core.config import VARIANTS, TrainSettings

@@ -13,16 +13,22 @@ from pathlib import Path
 BROKER_START_ATTEMPTS = 5
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that the OS just had free (the one free-port helper of the
+    tests and the benchmarks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _candidate_port() -> int:
-    """A port the OS just had free, whose neighbour (the controller's port) is free too.
+    """A free port whose neighbour (the controller's port) is free too.
 
     Another process may still take either before the broker binds them; that is not a race
     to win here, but a failed start to retry (:func:`start_broker`).
     """
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         if port < 65535 and _bindable(port + 1):
             return port
     raise RuntimeError("no free pair of neighbouring ports on 127.0.0.1")
@@ -49,14 +55,21 @@ def start_broker(
     new_dir: Callable[[], Path],
     attempts: int = BROKER_START_ATTEMPTS,
     pick_port: Callable[[], int] = _candidate_port,
+    preexec: Callable[[], None] | None = None,
 ) -> tuple[int, Path]:
     """Start a broker with ``script start PORT DIR``; on a port clash, again on another port
-    with a fresh directory. Returns the port and the data directory of the running broker."""
+    with a fresh directory. Returns the port and the data directory of the running broker.
+    ``preexec`` runs in the script's process before it starts (the benchmarks free the
+    broker from their own CPU pinning)."""
     clashes = []
     for _ in range(attempts):
         port, data = pick_port(), new_dir()
         run = subprocess.run(
-            ["bash", str(script), "start", str(port), str(data)], capture_output=True, text=True, timeout=300
+            ["bash", str(script), "start", str(port), str(data)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=preexec,
         )
         if run.returncode == 0:
             return port, data

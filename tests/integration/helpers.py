@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -280,12 +279,6 @@ def wait_published_and_committed(k: KafkaSettings, stall_s: float | None = None)
             return
         stall.check(marks)
         time.sleep(0.2)
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def expected_windows(frame: pd.DataFrame, window: int = 20) -> int:

@@ -10,13 +10,13 @@ from helpers import (
     assert_same_scores,
     committed,
     expected_windows,
-    free_tcp_port,
     offline_scores,
     read_topic,
     serve_logs,
     settings_for,
     wait_until,
 )
+from local_kafka import free_port
 
 from streamae.demo.simulate import to_messages
 from streamae.serving.clients.admin import publish
@@ -118,7 +118,7 @@ def test_serve_drains_commits_and_exits_zero_on_sigterm(
     s = settings_for(kafka_bootstrap, topics)
     frame = make_stream(hours=3, anomalies=0, seed=28).frame
     publish(s.kafka, to_messages(frame))
-    metrics_port = free_tcp_port()
+    metrics_port = free_port()
     served = Served(
         kafka_bootstrap,
         topics,

@@ -98,14 +98,8 @@ def test_levels_count_block_boundaries_from_each_keys_position():
 
 
 @pytest.fixture(scope="module")
-def adaptive(history, tmp_path_factory):
-    from streamae.core.config import TrainSettings
-    from streamae.core.scoring import Scorer
-    from streamae.training.fit import fit
-
-    cfg = TrainSettings(window=10, epochs=2, seed=1, ewma_alpha=0.5, adapt_half_life=30, adapt_block=5)
-    bundle = fit(history, tmp_path_factory.mktemp("adapt") / "b", cfg, progress=False).bundle
-    return Scorer(bundle, ["CPUExecutionProvider"])
+def adaptive(adaptive_bundle, scorer_of):
+    return scorer_of(adaptive_bundle)
 
 
 @pytest.mark.parametrize("pieces", [1, 3, 17, 200])

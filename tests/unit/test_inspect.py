@@ -104,8 +104,8 @@ def test_inspect_with_too_little_data_says_so(bundle_dir, history, tmp_path, cap
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["training_curve.png"]
 
 
-def test_latent_points_pca_for_wide_codes(bundle_dir, stream):
-    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+def test_latent_points_pca_for_wide_codes(bundle_dir, stream, scorer_of):
+    scorer = scorer_of(bundle_dir)
     m = scorer.manifest
     windows = frame_windows(stream, m.features, m.window, m.stride, "s")
     _, scores = score_windows(scorer, windows)
@@ -114,8 +114,8 @@ def test_latent_points_pca_for_wide_codes(bundle_dir, stream):
     assert xlabel.startswith("PCA 1 of the 8-d code") and ylabel.startswith("PCA 2 of the 8-d code")
 
 
-def test_latent_points_direct_for_two_dimensional_codes(code2_bundle, stream):
-    scorer = Scorer(load_bundle(code2_bundle), ["CPUExecutionProvider"])
+def test_latent_points_direct_for_two_dimensional_codes(code2_bundle, stream, scorer_of):
+    scorer = scorer_of(code2_bundle)
     codes = scorer.encode(np.stack([stream[scorer.manifest.features].to_numpy(np.float32)[:10]] * 3))
     points, xlabel, ylabel = latent_points(codes, np.ones(3))
     assert codes.shape == (3, 2)

@@ -7,10 +7,8 @@ import jsonschema
 import numpy as np
 
 from streamae.core.alerts import AlertPolicy
-from streamae.core.bundle import load_bundle
 from streamae.core.messages import SCHEMAS, AlertEvent, ScoreMessage, json_schema
 from streamae.core.readings import frame_to_readings
-from streamae.core.scoring import Scorer
 from streamae.core.windows import WindowStore
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
@@ -22,8 +20,8 @@ def test_committed_schemas_are_up_to_date():
         assert committed == json_schema(name), f"run `streamae schema` to refresh {name}"
 
 
-def test_score_and_alert_messages_validate(bundle_dir, history):
-    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+def test_score_and_alert_messages_validate(bundle_dir, history, scorer_of):
+    scorer = scorer_of(bundle_dir)
     m = scorer.manifest
     frame = history.head(400).copy()
     frame.loc[frame.index[100:160], "flow"] += 30  # force alerts

@@ -7,8 +7,8 @@ from streamae.core.offline import SCORE_COLUMNS, frame_windows, score_frame, sco
 from streamae.core.scoring import CLIP_SIGMAS, InputScaler, Scorer
 
 
-def test_one_row_per_window_stamped_with_the_last_reading(bundle_dir, history):
-    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+def test_one_row_per_window_stamped_with_the_last_reading(bundle_dir, history, scorer_of):
+    scorer = scorer_of(bundle_dir)
     frame = history.head(300)
     out = score_frame(frame, scorer, "h.csv")
     assert list(out.columns) == SCORE_COLUMNS
@@ -42,9 +42,9 @@ def test_score_frame_is_frame_windows_then_score_windows(bundle_dir, history):
     np.testing.assert_array_equal(batch.scores, scorer.decision_function(windows.data))
 
 
-def test_input_scaler_is_the_scorers_scaling(bundle_dir, history):
+def test_input_scaler_is_the_scorers_scaling(bundle_dir, history, scorer_of):
     """Training feeds the model through InputScaler; the Scorer serves through the same."""
-    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+    scorer = scorer_of(bundle_dir)
     m = scorer.manifest
     windows = frame_windows(history.head(100), m.features, m.window, m.stride, "h")
     x = InputScaler(m.scaler.mean, m.scaler.scale)(windows.data)

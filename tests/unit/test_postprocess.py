@@ -113,33 +113,29 @@ def test_forgetting_keys_drops_their_state():
 
 
 def test_a_trained_bundle_records_its_post_processing_and_score_agrees_with_streaming(
-    history, make_stream, tmp_path
+    history, make_stream, post_bundle, scorer_of
 ):
-    from streamae.core.config import TrainSettings
     from streamae.core.offline import frame_windows, score_frame
-    from streamae.core.scoring import Scorer
-    from streamae.training.fit import fit
 
-    cfg = TrainSettings(window=10, epochs=2, seed=1, record_high=True, range_widen=0.05, suppress_windows=2)
-    bundle = fit(history, tmp_path / "b", cfg, progress=False).bundle
-    post = bundle.manifest.postprocess
-    features = bundle.manifest.features
+    scorer = scorer_of(post_bundle)
+    post = scorer.manifest.postprocess
+    features = scorer.manifest.features
     assert post.record_high and post.range_widen == 0.05 and post.suppress_windows == 2
     # the range of the training rows (the first 70 % of the history): inside the history's own
     lo, hi = history[features].min().to_numpy(), history[features].max().to_numpy()
     assert (np.array(post.range_lo) >= lo - 1e-4).all() and (np.array(post.range_hi) <= hi + 1e-4).all()
     assert (np.array(post.range_lo) < np.array(post.range_hi)).all()
 
-    scorer = Scorer(bundle, ["CPUExecutionProvider"])
     frame = make_stream(24, 2, seed=4).frame
     offline = score_frame(frame, scorer, "s")
-    # the daemon's way: micro-batches of windows, per-key state carried between them
+    # in micro-batches, the per-key state carried from one to the next (the daemon itself, across
+    # a restart: tests/unit/serving/test_post_state.py)
     windows = frame_windows(frame, features, 10, 1, "s")
     state = StreamState()
     by_offset = {}
     for idx in np.array_split(np.arange(len(windows)), 9):
         part = windows.select(idx)
-        _, final = scorer.stream(part, state)  # as PartitionState.outputs calls it
+        _, final = scorer.stream(part, state)
         by_offset.update(zip(part.last_offset.tolist(), final.tolist()))
     assert [by_offset[o] for o in offline["source_offset_end"]] == offline["score"].tolist()
     assert (offline["score"] == 0).mean() > 0.5  # record-high output: most windows report 0

@@ -11,7 +11,6 @@ import pytest
 from pictures import assert_picture
 
 from streamae.cli import main
-from streamae.core.bundle import load_bundle
 from streamae.core.config import AlertSettings, load_settings
 from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
@@ -81,13 +80,13 @@ def test_evaluate_writes_report_plots_and_table(bundle_dir, stream, stream_csv, 
     assert f"{report['alerts_opened']} alerts opened" in printed
 
 
-def test_windows_take_the_label_of_their_last_reading(bundle_dir, stream):
+def test_windows_take_the_label_of_their_last_reading(bundle_dir, stream, scorer_of):
     frame = stream.copy()
     # one labelled reading per key, early enough that several windows contain it
     frame["label"] = 0
     marked = frame.groupby("key").nth(100).index
     frame.loc[marked, "label"] = 3  # any label > 0 is anomalous
-    rep = evaluate_frame(frame, Scorer(load_bundle(bundle_dir)), AlertSettings(), "s.csv")
+    rep = evaluate_frame(frame, scorer_of(bundle_dir), AlertSettings(), "s.csv")
     hot = rep.scores[rep.scores["label"] == 1]
     # exactly the window ending on the marked reading, not the 19 later ones containing it
     assert sorted(zip(hot["key"], hot["window_end"])) == sorted(
@@ -97,9 +96,9 @@ def test_windows_take_the_label_of_their_last_reading(bundle_dir, stream):
     assert rep.rows_scored == _windows_per_key(frame, WINDOW)
 
 
-def test_unlabelled_span_gives_no_ranking_metrics(bundle_dir, stream):
+def test_unlabelled_span_gives_no_ranking_metrics(bundle_dir, stream, scorer_of):
     frame = stream.assign(label=0)
-    rep = evaluate_frame(frame, Scorer(load_bundle(bundle_dir)), AlertSettings(), "s.csv")
+    rep = evaluate_frame(frame, scorer_of(bundle_dir), AlertSettings(), "s.csv")
     assert rep.pooled["ranking"] == {"roc_auc": None, "pr_auc_average_precision": None}
     assert rep.pooled["event"]["event_recall"] is None
     table = format_table(rep)

@@ -12,7 +12,6 @@ from streamae.core.bundle import DECODER, load_bundle
 from streamae.core.config import VARIANTS, TrainSettings
 from streamae.core.offline import score_frame
 from streamae.core.readings import DataError
-from streamae.core.scoring import Scorer
 from streamae.training.calibration import SCORE_FLOOR, ThresholdRule
 from streamae.training.fit import (
     PARITY_TOLERANCE,
@@ -68,13 +67,15 @@ def test_penalties_add_to_the_reconstruction_loss():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_every_variant_trains_passes_parity_and_scores(variant, variant_bundles, history, make_stream):
+def test_every_variant_trains_passes_parity_and_scores(
+    variant, variant_bundles, history, make_stream, scorer_of
+):
     result = variant_bundles[variant]
     m = load_bundle(result.bundle.path).manifest
     assert m.variant == variant
     assert_picture(result.bundle.path / TRAINING_PLOT, (6, 3.5))
     assert m.training["history"] == result.history
-    scorer = Scorer(load_bundle(result.bundle.path), ["CPUExecutionProvider"])
+    scorer = scorer_of(result.bundle.path)
     scores = score_frame(make_stream(hours=3, anomalies=0, seed=4).frame, scorer, "s")
     assert len(scores) and np.isfinite(scores["score"]).all()
     assert scorer.encode(np.zeros((2, m.window, len(m.features)), np.float32)).shape == (2, m.code_size)
@@ -84,8 +85,8 @@ def test_every_variant_trains_passes_parity_and_scores(variant, variant_bundles,
     assert parity(result.model, result.bundle.model_bytes, x) <= PARITY_TOLERANCE
 
 
-def test_trained_bundle_scores_injected_outliers_higher(bundle_dir, history):
-    scorer = Scorer(load_bundle(bundle_dir), ["CPUExecutionProvider"])
+def test_trained_bundle_scores_injected_outliers_higher(bundle_dir, history, scorer_of):
+    scorer = scorer_of(bundle_dir)
     m = scorer.manifest
     normal = history[history["key"] == history["key"].iloc[0]][m.features].to_numpy(np.float32)
     windows = np.stack([normal[i : i + m.window] for i in range(0, 400, 20)])
@@ -122,11 +123,11 @@ def test_threshold_methods_are_recorded_and_reproducible(history, tmp_path, meth
     assert {"sigma": "k", "pot": "target_far", "quantile": "quantile"}[method] in t.params
 
 
-def test_ewma_smoothing_is_calibrated_on_and_applied_to_smoothed_scores(history, tmp_path):
+def test_ewma_smoothing_is_calibrated_on_and_applied_to_smoothed_scores(history, tmp_path, scorer_of):
     cfg = TrainSettings(window=10, epochs=2, seed=2, ewma_alpha=0.3)
     bundle = fit(history, tmp_path / "s", cfg, progress=False).bundle
     assert bundle.manifest.threshold.ewma_alpha == 0.3
-    scores = score_frame(history, Scorer(load_bundle(bundle.path), ["CPUExecutionProvider"]), "h")
+    scores = score_frame(history, scorer_of(bundle.path), "h")
     for _, g in scores.groupby("key"):
         raw, smooth = g["raw_score"].to_numpy(), g["score"].to_numpy()
         assert smooth[0] == raw[0]
@@ -145,11 +146,11 @@ def test_bce_loss_scales_inputs_to_unit_range(history, tmp_path):
 
 
 @pytest.mark.parametrize("variant", ["pca", "dense"])
-def test_a_flat_history_gets_a_positive_threshold(history, tmp_path, variant):
+def test_a_flat_history_gets_a_positive_threshold(history, tmp_path, variant, scorer_of):
     flat = history.assign(**{c: 1.0 for c in ("flow", "pressure")})[["timestamp", "key", "flow", "pressure"]]
     m = fit(flat, tmp_path / variant, TrainSettings(variant=variant, window=10, epochs=2), progress=False)
     assert m.bundle.manifest.threshold.value > 0
-    scorer = Scorer(load_bundle(m.bundle.path), ["CPUExecutionProvider"])
+    scorer = scorer_of(m.bundle.path)
     bumped = flat.assign(flow=1.0 + (flat.index % 97 == 0))
     assert score_frame(bumped, scorer, "f")["is_anomaly"].any()
 

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from daemon_harness import WINDOW
 
-from streamae.core.bundle import load_bundle
 from streamae.core.config import TrainSettings
 from streamae.core.scoring import Scorer
 
@@ -25,8 +24,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame)
 
 
 @pytest.fixture(scope="session")
-def scorer(tiny_bundle: Path) -> Scorer:
-    return Scorer(load_bundle(tiny_bundle), ["CPUExecutionProvider"])
+def scorer(tiny_bundle: Path, scorer_of) -> Scorer:
+    return scorer_of(tiny_bundle)
 
 
 @pytest.fixture

@@ -8,22 +8,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from daemon_harness import WINDOW, serve_across_a_restart
+from daemon_harness import serve_across_a_restart
 
-from streamae.core.bundle import load_bundle
-from streamae.core.config import TrainSettings
 from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
 
 
 @pytest.fixture(scope="module")
-def adaptive_scorer(tmp_path_factory: pytest.TempPathFactory, history) -> Scorer:
-    from streamae.training.fit import fit
-
-    out: Path = tmp_path_factory.mktemp("adapt") / "bundle"
-    cfg = TrainSettings(window=WINDOW, epochs=1, seed=0, ewma_alpha=0.5, adapt_half_life=20, adapt_block=3)
-    fit(history, out, cfg, progress=False)
-    return Scorer(load_bundle(out), ["CPUExecutionProvider"])
+def adaptive_scorer(adaptive_bundle: Path, scorer_of) -> Scorer:
+    return scorer_of(adaptive_bundle)
 
 
 @pytest.mark.parametrize("max_windows", [1, 7, 1000])

@@ -7,30 +7,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from daemon_harness import WINDOW, serve_across_a_restart
+from daemon_harness import serve_across_a_restart
 
-from streamae.core.bundle import load_bundle
-from streamae.core.config import TrainSettings
 from streamae.core.offline import score_frame
 from streamae.core.scoring import Scorer
 
 
 @pytest.fixture(scope="module")
-def post_scorer(tmp_path_factory: pytest.TempPathFactory, history) -> Scorer:
-    from streamae.training.fit import fit
-
-    out: Path = tmp_path_factory.mktemp("post") / "bundle"
-    cfg = TrainSettings(
-        window=WINDOW,
-        epochs=1,
-        seed=0,
-        record_high=True,
-        record_half_life=5,
-        range_widen=0.0,
-        suppress_windows=2,
-    )
-    fit(history, out, cfg, progress=False)
-    return Scorer(load_bundle(out), ["CPUExecutionProvider"])
+def post_scorer(post_bundle: Path, scorer_of) -> Scorer:
+    return scorer_of(post_bundle)
 
 
 def test_serve_across_a_restart_gives_the_scores_of_streamae_score(post_scorer, make_stream):
