@@ -223,7 +223,7 @@ def main() -> int:
     out_dir = (ROOT / ".bench") if a.no_write else (ROOT / "docs")
     results = []
     with LocalBroker("profile") as broker:
-        harness.preload(broker.bootstrap, TOPIC, harness.Simulator(1000, seed=1).messages(per_key))
+        harness.preload(broker.bootstrap, TOPIC, harness.messages(1000, per_key, seed=1))
         ends = harness.end_offsets(broker.bootstrap, TOPIC)
         for backend in harness.BACKENDS:
             name = "flamegraph.svg" if backend == "kafka-python" else f"flamegraph-{backend}.svg"
@@ -267,7 +267,7 @@ def section(
         f"Machine: {machine()}; the daemon pinned to CPU {a.cpus}. Load average before / after: "
         f"{load} / {load_average()} (other sessions ran tests meanwhile).",
         "",
-        f"A backlog of {1000 * per_key:,} readings (1,000 keys, 10 features, 4 partitions, one reading per "
+        f"A backlog of {1000 * per_key:,} readings (1,000 keys, 5 features, 4 partitions, one reading per "
         f"message), dense bundle, window 30, default settings. py-spy {a.rate} Hz, "
         "`--threads --native --function`, "
         "attached once the daemon logs `serving`, stopped when the commits cover every input. "

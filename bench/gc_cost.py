@@ -58,7 +58,7 @@ def main() -> int:
     )
     print("|---|---|---:|---:|---|")
     with LocalBroker("gc") as broker:
-        harness.preload(broker.bootstrap, "r", harness.Simulator(1000, seed=1).messages(a.per_key))
+        harness.preload(broker.bootstrap, "r", harness.messages(1000, a.per_key, seed=1))
         ends = harness.end_offsets(broker.bootstrap, "r")
         bundle = harness.bundle()
         for _ in range(a.repeats):

@@ -1,10 +1,11 @@
 """The Kafka side of the throughput, latency and profile benchmarks.
 
-Simulated readings of ten features, a bundle trained on the same simulator, preloading a
-topic, the daemon (`streamae serve`) as a process of its own, and the workers that run in
-processes of their own so that each measurement starts from a fresh interpreter on the
-same pinned core: bare consumers (kafka-python, librdkafka), consume + decode, the naive
-baseline, and a producer pacing readings at a fixed rate.
+Readings of the product's simulator (``streamae simulate``: five correlated sensors per
+machine), a bundle trained on it, preloading a topic, the daemon (`streamae serve`) as a
+process of its own, and the workers that run in processes of their own so that each
+measurement starts from a fresh interpreter on the same pinned core: bare consumers
+(kafka-python, librdkafka), consume + decode, the naive baseline, and a producer pacing
+readings at a fixed rate.
 
     python bench/harness.py WORKER 'JSON arguments'      (the benchmarks run this)
 
@@ -34,70 +35,38 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, cpu_seconds, free_port, rss_mib
 
+from streamae.demo.simulate import SENSORS, simulate, to_messages
 from streamae.serving.commit.checkpoint import scored_through
 from streamae.serving.transport import Offset
 
-FEATURES = tuple(f"s{i:02d}" for i in range(10))
+FEATURES = SENSORS
 WINDOW = 30
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: event time of the first preloaded reading
 STEP_S = 60.0
+DAY_STEPS = 1440
 WORK = ROOT / ".bench"
 PARTITIONS = 4
 
 
-# -- data ------------------------------------------------------------------------------
+# -- data: the product's simulator -----------------------------------------------------
 
 
-class Simulator:
-    """Ten correlated sensors per key on a shared daily load (plus a 3-hour ripple) with
-    noise. Every key follows the same fleet-wide model (levels and gains per sensor) up to a
-    few per cent and its own phase, so a model trained on a few keys knows the normal
-    behaviour of all of them. ``values`` is periodic in 1,440 steps (a day of minutes).
-    """
+def readings(n_keys: int, per_key: int, seed: int) -> pd.DataFrame:
+    """``per_key`` normal readings a minute apart of ``n_keys`` machines, from the product's
+    simulator (``streamae simulate``), in time order: every key's reading at one time, then
+    the next time."""
+    sim = simulate(n_keys, per_key * STEP_S, STEP_S, anomalies_per_entity=0, start=T0, seed=seed)
+    return sim.frame.drop(columns=["label", "anomaly_type"])
 
-    def __init__(self, n_keys: int, seed: int = 0) -> None:
-        fleet = np.random.default_rng(12345)
-        level, gain = fleet.uniform(10, 100, len(FEATURES)), fleet.uniform(0.5, 5, len(FEATURES))
-        rng = np.random.default_rng(seed)
-        self.n_keys = n_keys
-        self.keys = [f"k{i:06d}" for i in range(n_keys)]
-        self.level = level * rng.normal(1, 0.001, (n_keys, len(FEATURES)))
-        self.gain = gain * rng.uniform(0.98, 1.02, (n_keys, len(FEATURES)))
-        self.phase = rng.uniform(0, 2 * np.pi, n_keys)
-        self.rng = rng
 
-    def values(self, step: int, steps: int) -> np.ndarray:
-        """Values ``(steps, n_keys, F)`` of steps ``step .. step + steps - 1``, rounded to 3 places."""
-        t = (step + np.arange(steps))[:, None] * STEP_S
-        load = np.sin(2 * np.pi * t / 86_400 + self.phase) + 0.3 * np.sin(2 * np.pi * t / 10_800)
-        noise = self.rng.normal(0, 0.05, (steps, self.n_keys, len(FEATURES)))
-        out: np.ndarray = (self.level + self.gain * (load[:, :, None] + noise)).round(3)
-        return out
-
-    def frame(self, steps: int) -> Any:
-        """A history frame (timestamp, key, features) for training."""
-        import pandas as pd
-
-        v = self.values(0, steps).reshape(-1, len(FEATURES))
-        ts = np.repeat(T0 + np.arange(steps) * STEP_S, self.n_keys)
-        frame = pd.DataFrame(v, columns=list(FEATURES))
-        frame.insert(0, "key", self.keys * steps)
-        frame.insert(0, "timestamp", ts)
-        return frame
-
-    def messages(self, steps: int, chunk: int = 50) -> Iterator[tuple[bytes, bytes]]:
-        """``(key, value)`` of one JSON reading per message, ``steps`` readings per key."""
-        keys = [k.encode() for k in self.keys]
-        for lo in range(0, steps, chunk):
-            block = self.values(lo, min(chunk, steps - lo)).tolist()
-            for i, rows in enumerate(block):
-                ts = T0 + (lo + i) * STEP_S
-                for key, kb, row in zip(self.keys, keys, rows):
-                    yield kb, orjson.dumps({"key": key, "ts": ts, "values": dict(zip(FEATURES, row))})
+def messages(n_keys: int, per_key: int, seed: int) -> Iterator[tuple[bytes, bytes]]:
+    """``(key, value)`` of one JSON reading per message (:func:`readings`)."""
+    return to_messages(readings(n_keys, per_key, seed))
 
 
 def expected_windows(n_keys: int, per_key: int) -> int:
@@ -113,7 +82,7 @@ def bundle(epochs: int = 5) -> Path:
     from streamae.core.bundle import BundleError, load_bundle
     from streamae.core.config import TrainSettings
 
-    out = WORK / "bundles" / f"throughput-v2-dense-w{WINDOW}-f{len(FEATURES)}-e{epochs}"
+    out = WORK / "bundles" / f"throughput-v3-dense-w{WINDOW}-f{len(FEATURES)}-e{epochs}"
     weights = out.with_suffix(".pt")
     try:
         if load_bundle(out).manifest.features == list(FEATURES) and weights.exists():
@@ -125,7 +94,7 @@ def bundle(epochs: int = 5) -> Path:
     from streamae.training.fit import fit
 
     cfg = TrainSettings(variant="dense", window=WINDOW, epochs=epochs, threshold="quantile", quantile=0.999)
-    result = fit(Simulator(10, seed=99).frame(3000), out, cfg, progress=False)
+    result = fit(readings(10, 3000, seed=99), out, cfg, progress=False)
     torch.save(result.model.state_dict(), weights)
     return out
 
@@ -811,10 +780,13 @@ def worker_naive(a: dict[str, Any]) -> dict[str, Any]:
 def worker_pace(a: dict[str, Any]) -> dict[str, Any]:
     """Produce readings of ``a["keys"]`` keys at ``a["rate"]``/s for ``a["seconds"]``, each
     stamped with the wall-clock time it is sent (``ts``): the event time is the produce time."""
-    sim = Simulator(a["keys"], seed=7)
-    keys = sim.keys
-    step, rows = -1, []
     rate, seconds = float(a["rate"]), float(a["seconds"])
+    # the readings to send, made before the clock starts: a day at most, sent round again
+    # when the run is longer
+    steps = min(DAY_STEPS, int(rate * seconds / a["keys"]) + 1)
+    frame = readings(a["keys"], steps, seed=7)
+    keys = frame["key"].tolist()[: a["keys"]]
+    rows = [dict(zip(FEATURES, r)) for r in frame[list(FEATURES)].to_numpy().tolist()]
     from confluent_kafka import Producer
 
     p = Producer(
@@ -842,11 +814,8 @@ def worker_pace(a: dict[str, Any]) -> dict[str, Any]:
             break
         target = int(rate * (now - t0))
         while n < target:
-            i = n % len(keys)
-            if n // len(keys) != step:  # every key's next reading: one step of the simulator
-                step = n // len(keys)
-                rows = [dict(zip(FEATURES, r)) for r in sim.values(step % 1440, 1)[0].tolist()]
-            send(keys[i], orjson.dumps({"key": keys[i], "ts": time.time(), "values": rows[i]}))
+            key = keys[n % len(keys)]
+            send(key, orjson.dumps({"key": key, "ts": time.time(), "values": rows[n % len(rows)]}))
             n += 1
         p.poll(0)
         time.sleep(0.0005)

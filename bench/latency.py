@@ -90,7 +90,7 @@ def main() -> int:
     out: dict[str, Any] = {"grid": [], "scale": [], "memory": {}, "stall": []}
     with LocalBroker("latency") as broker:
         bs = broker.bootstrap
-        harness.preload(bs, TOPIC, harness.Simulator(1000, seed=1).messages(a.backlog_per_key))
+        harness.preload(bs, TOPIC, harness.messages(1000, a.backlog_per_key, seed=1))
         ends = harness.end_offsets(bs, TOPIC)
         base = harness.backlog_run(bs, TOPIC, ends, bundle, "kafka-python", cpus=[a.cpu_set])
         rate = base["steady_msgs_per_s"] / 2
@@ -155,7 +155,7 @@ def main() -> int:
             n, secs = harness.preload(
                 bs,
                 MANY_KEYS_TOPIC,
-                harness.Simulator(a.memory_keys, seed=2).messages(a.memory_per_key, chunk=5),
+                harness.messages(a.memory_keys, a.memory_per_key, seed=2),
             )
             print(f"  preloaded {n:,} readings of {a.memory_keys:,} keys in {secs:.0f} s", flush=True)
             many = harness.end_offsets(bs, MANY_KEYS_TOPIC)

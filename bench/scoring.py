@@ -64,7 +64,7 @@ def bench_variant(variant: str, work: Path, epochs: int, seconds: float, device:
     from streamae.core.window_score import time_weights
     from streamae.training.fit import fit
 
-    train = harness.Simulator(4, seed=3).frame(1500)
+    train = harness.readings(4, 1500, seed=3)
     cfg = TrainSettings(variant=variant, window=harness.WINDOW, epochs=epochs, patience=epochs)
     t = time.perf_counter()
     result = fit(train, work / variant, cfg, progress=False)
@@ -75,7 +75,7 @@ def bench_variant(variant: str, work: Path, epochs: int, seconds: float, device:
     w = time_weights(m.score, m.window)
     # the scoring graph's arithmetic in PyTorch: (m, W, F) -> (m, F), weighted over time
     tw = None if w is None else torch.from_numpy(w).to(device).view(1, -1, 1)
-    raw = harness.Simulator(8, seed=4).frame(600)
+    raw = harness.readings(8, 600, seed=4)
     windows = np.lib.stride_tricks.sliding_window_view(
         raw[list(harness.FEATURES)].to_numpy(np.float32), harness.WINDOW, axis=0
     ).transpose(0, 2, 1)

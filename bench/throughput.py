@@ -4,7 +4,7 @@ section of docs/benchmarks.md and prints one JSON line last.
     .venv/bin/python bench/throughput.py [--quick]
 
 Starts a local broker (fresh port and data under .bench/), preloads one topic (1,000 keys,
-10 features, 4 partitions; 2,000 readings per key, --quick 200), trains (or reuses) a dense
+5 features, 4 partitions; 2,000 readings per key, --quick 200), trains (or reuses) a dense
 bundle with window 30 on the same simulator, then measures, alternating the repeats:
 
 - raw: bare kafka-python consumer, no group, every partition assigned, poll until every
@@ -116,7 +116,7 @@ def main() -> int:
     latency: dict[str, dict[str, Any]] = {}
     with LocalBroker("throughput") as broker:
         sent, preload_s = harness.preload(
-            broker.bootstrap, TOPIC, harness.Simulator(a.keys, seed=1).messages(a.per_key)
+            broker.bootstrap, TOPIC, harness.messages(a.keys, a.per_key, seed=1)
         )
         ends = harness.end_offsets(broker.bootstrap, TOPIC)
         assert sum(ends.values()) == n, (ends, n)
@@ -297,7 +297,7 @@ def section(
         f"{s['load_before']} / {s['load_after']} (other sessions ran tests on this machine meanwhile).",
         "",
         f"Data: one topic, {s['readings']:,} readings (one JSON reading per message, {a.keys:,} keys × "
-        f"{a.per_key:,}, 10 features, {harness.PARTITIONS} partitions); a dense bundle, window 30. "
+        f"{a.per_key:,}, 5 features, {harness.PARTITIONS} partitions); a dense bundle, window 30. "
         f"{a.repeats} alternating repeat(s) of each measurement on the same records.",
         "",
         "| measurement | runs (readings/s) | best | CPU (cores busy) | note |",
