@@ -62,7 +62,7 @@ def adaptive_bundle(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFr
     from streamae.training.fit import fit
 
     out = tmp_path_factory.mktemp("adaptive") / "bundle"
-    cfg = TrainSettings(window=10, epochs=2, seed=1, ewma_alpha=0.5, adapt_half_life=30, adapt_block=5)
+    cfg = TrainSettings(window=10, epochs=2, seed=1, ewma_alpha=0.5, adapt={"half_life": 30, "block": 5})
     fit(history, out, cfg, progress=False)
     return out
 

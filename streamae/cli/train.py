@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
 from streamae.cli.common import Subparsers
 from streamae.core.config import TrainSettings, load_train_settings
-from streamae.core.manifest import PostProcessing, WindowScore
+from streamae.core.manifest import Adaptation, PostProcessing, WindowScore
 
 
 def register(sub: Subparsers) -> None:
@@ -62,14 +65,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the train settings' nested sections: flags ``--adapt-half-life``, variables
+#: ``STREAMAE_TRAIN__ADAPT__HALF_LIFE``
+SECTIONS: dict[str, type[BaseModel]] = {"adapt": Adaptation}
+
+
 def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = None, keeps: str = "") -> None:
     """One flag per :class:`~streamae.core.config.TrainSettings` field (``--batch-size`` for
-    ``batch_size``), or per field in ``names``; an unset flag keeps the configured value
-    (``STREAMAE_TRAIN__*``), or what ``keeps`` says (``{default}``: the configured default)."""
+    ``batch_size``; ``--adapt-half-life`` for the ``adapt`` section's ``half_life``), or per
+    field in ``names``; an unset flag keeps the configured value (``STREAMAE_TRAIN__*``), or
+    what ``keeps`` says (``{default}``: the configured default)."""
     # the window score's and post-processing's fields, inherited and so first in model_fields,
     # after the model's own
     inherited = {*WindowScore.model_fields, *PostProcessing.model_fields}
-    fields = sorted(TrainSettings.model_fields.items(), key=lambda f: f[0] in inherited)
+    fields = sorted(_flag_fields(), key=lambda f: f[0] in inherited)
     for name, field in fields:
         if names is not None and name not in names:
             continue
@@ -93,10 +102,29 @@ def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = No
             )
 
 
+def _flag_fields() -> list[tuple[str, FieldInfo]]:
+    """(flag name, field) of every setting: a nested section's fields as ``section_field``."""
+    out = []
+    for name, field in TrainSettings.model_fields.items():
+        if name in SECTIONS:
+            out += [(f"{name}_{sub}", f) for sub, f in SECTIONS[name].model_fields.items()]
+        else:
+            out.append((name, field))
+    return out
+
+
 def train_settings(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainSettings:
     """Configured training settings with ``base`` and then the given flags on top; errors
     name the flag."""
-    fields = [*TrainSettings.model_fields, *TrainSettings.renamed]
-    flags = {name: getattr(args, name) for name in fields if hasattr(args, name)}
-    names: dict[tuple[str, ...], str] = {("train", name): "--" + name.replace("_", "-") for name in flags}
-    return load_train_settings(names, **{**(base or {}), **flags})
+    settings: dict[str, Any] = dict(base or {})
+    names: dict[tuple[str, ...], str] = {}
+    for name in [*TrainSettings.model_fields, *TrainSettings.renamed]:
+        if name in SECTIONS:
+            for sub in SECTIONS[name].model_fields:
+                if hasattr(args, f"{name}_{sub}"):
+                    settings.setdefault(name, {})[sub] = getattr(args, f"{name}_{sub}")
+                    names[("train", name, sub)] = f"--{name}-{sub}".replace("_", "-")
+        elif hasattr(args, name):
+            settings[name] = getattr(args, name)
+            names[("train", name)] = "--" + name.replace("_", "-")
+    return load_train_settings(names, **settings)

@@ -24,10 +24,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # the public names
 from streamae.core.kafka_settings import KafkaSettings as KafkaSettings
 from streamae.core.kafka_settings import Section as _Section
+from streamae.core.manifest import ThresholdMethod as ThresholdMethod
 from streamae.core.model_settings import ModelSettings as ModelSettings
 from streamae.core.train_settings import VARIANTS as VARIANTS
 from streamae.core.train_settings import SearchBreadth as SearchBreadth
-from streamae.core.train_settings import ThresholdMethod as ThresholdMethod
 from streamae.core.train_settings import TrainSettings as TrainSettings
 from streamae.core.train_settings import Variant as Variant
 
@@ -180,7 +180,8 @@ def _unknown_env_vars(names: list[str]) -> list[str]:
             ann = field.annotation
             if isinstance(ann, type) and issubclass(ann, BaseModel):
                 walk(ann, loc)
-                known.update(env_name((*loc, old)) for old in getattr(ann, "renamed", {}))
+                old_names = {*getattr(ann, "renamed", {}), *getattr(ann, "old_flat_names", {})}
+                known.update(env_name((*loc, old)) for old in old_names)
             elif get_origin(ann) is dict:
                 mapping_prefixes.append(env_name(loc) + ENV_DELIMITER)
 

@@ -40,16 +40,28 @@ class Scaler(_Strict):
         return self
 
 
-class Threshold(_Strict):
+ThresholdMethod = Literal["quantile", "sigma", "pot"]
+
+
+class Smoothing(_Strict):
+    """Per-key smoothing of window scores before they meet the threshold, defined here once for
+    the manifest's ``threshold`` and the ``train`` settings."""
+
+    ewma_alpha: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="smooth scores per key with this EWMA weight before the threshold (1: off)",
+    )
+
+
+class Threshold(Smoothing):
     """The alert threshold and how it was calibrated on held-out normal windows."""
 
     value: float = Field(gt=0)
-    method: Literal["quantile", "sigma", "pot"] = "quantile"
+    method: ThresholdMethod = "quantile"
     params: dict[str, float] = Field(
         default_factory=dict, description="what set it: quantile, k, target_far, fitted tail..."
-    )
-    ewma_alpha: float = Field(
-        1.0, gt=0, le=1, description="scores are smoothed per key with this EWMA weight first (1: off)"
     )
     calibration_windows: int = Field(ge=1, description="held-out normal windows it was set on")
 
@@ -169,17 +181,24 @@ class PostSpec(PostProcessing):
         return data
 
 
-class AdaptSpec(_Strict):
-    """Streaming normalisation of each key's readings (see ``core/adapt.py``); off unless
-    ``half_life`` is set."""
+class Adaptation(_Strict):
+    """Streaming normalisation of each key's readings (see ``core/adapt.py``), off unless
+    ``half_life`` is set: the choices, defined here once for the manifest's ``adapt`` and the
+    ``train`` settings' ``adapt`` section."""
 
     half_life: float | None = Field(
         None,
         gt=0,
-        description="windows of a key (stride 1: readings) for its running statistics to halve; None: off",
+        description="windows of a key (stride 1: readings) for its running mean and variance "
+        "(learned from windows not flagged) to halve; None: off",
     )
     block: int = Field(32, ge=1, description="windows of a key scored with one set of statistics")
     rescale: bool = Field(True, description="re-scale as well as re-centre")
+
+
+class AdaptSpec(Adaptation):
+    """The manifest's ``adapt``: the choices and the training readings' statistics."""
+
     ref_mean: list[float] = Field(default_factory=list, description="per feature, training readings")
     ref_std: list[float] = Field(default_factory=list, description="per feature, training readings")
 

@@ -3,22 +3,22 @@ it scores, calibrates and post-processes. Imported by ``config.py``, which re-ex
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from streamae.core.manifest import PostProcessing, WindowScore
+from streamae.core.manifest import Adaptation, PostProcessing, Smoothing, ThresholdMethod, WindowScore
+from streamae.core.renamed import ADAPT_FLATTENED, nest_old_names
 
 # the autoencoder family (streamae.training.models builds them; kept here so settings need no torch)
 Variant = Literal["dense", "denoising", "sparse", "contractive", "variational", "conv", "lstm", "pca"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
-ThresholdMethod = Literal["quantile", "sigma", "pot"]
 
 
 SearchBreadth = Literal["quick", "default", "wide"]
 
 
-class TrainSettings(WindowScore, PostProcessing):
+class TrainSettings(WindowScore, PostProcessing, Smoothing):
     """``streamae train`` defaults (``STREAMAE_TRAIN__*``); command-line flags override them.
 
     ``variant="auto"`` selects the detector on held-out history with injected faults
@@ -27,12 +27,17 @@ class TrainSettings(WindowScore, PostProcessing):
     is what :func:`streamae.training.fit.fit` trains when a caller sets no variant. Other
     fields set by the user (``model_fields_set``: a flag or a variable) are pinned during
     selection: ``--window 30`` searches variants and score aggregations at window 30 only.
-    The window score's and post-processing's fields come from
-    :class:`~streamae.core.manifest.WindowScore` and :class:`~streamae.core.manifest.PostProcessing`.
+    The window score's, post-processing's and smoothing's fields come from
+    :class:`~streamae.core.manifest.WindowScore`, :class:`~streamae.core.manifest.PostProcessing`
+    and :class:`~streamae.core.manifest.Smoothing`; streaming normalisation is the nested
+    ``adapt`` section (:class:`~streamae.core.manifest.Adaptation`:
+    ``STREAMAE_TRAIN__ADAPT__HALF_LIFE``, ``--adapt-half-life``).
     """
 
     # as every section of config.Settings; non-finite numbers refused, as in the manifest
     model_config = ConfigDict(extra="forbid", frozen=True)
+    #: flat old names of the ``adapt`` section's fields, still accepted (with a warning)
+    old_flat_names: ClassVar[dict[str, str]] = ADAPT_FLATTENED
 
     variant: Literal[Variant, "auto"] = Field(
         "dense",
@@ -67,17 +72,9 @@ class TrainSettings(WindowScore, PostProcessing):
     quantile: float = Field(0.995, gt=0, lt=1, description="quantile method: quantile of normal scores")
     sigma_k: float = Field(4.0, gt=0, description="sigma method: mean + k·std")
     target_far: float = Field(1e-3, gt=0, lt=1, description="pot method: false-alarm probability per window")
-    ewma_alpha: float = Field(
-        1.0, gt=0, le=1, description="smooth scores per key before the threshold (1: off)"
+    adapt: Adaptation = Field(
+        default_factory=Adaptation, description="streaming normalisation of each key's readings"
     )
-    adapt_half_life: float | None = Field(
-        None,
-        gt=0,
-        description="streaming normalisation: windows (stride 1: readings) for each key's running "
-        "mean and variance (learned from windows not flagged) to halve; None: off",
-    )
-    adapt_block: int = Field(32, ge=1, description="streaming normalisation: windows per update of a key")
-    adapt_rescale: bool = Field(True, description="streaming normalisation: re-scale as well as re-centre")
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
     threads: int = Field(
@@ -86,6 +83,11 @@ class TrainSettings(WindowScore, PostProcessing):
         description="CPU threads torch trains with (0: torch's default); these small models "
         "train fastest on one, and several threads contend badly on a busy machine",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_adapt_names(cls, data: Any) -> Any:
+        return nest_old_names(data, "adapt", ADAPT_FLATTENED, cls.__name__)
 
     @field_validator("code")
     @classmethod

@@ -99,13 +99,11 @@ def postprocess(cfg: TrainSettings, train_values: np.ndarray) -> dict[str, Any]:
 
 
 def adapt(cfg: TrainSettings, train_values: np.ndarray) -> dict[str, Any]:
-    """The manifest's streaming normalisation: off unless ``cfg.adapt_half_life`` is set, and
+    """The manifest's streaming normalisation: off unless ``cfg.adapt.half_life`` is set, and
     the training readings' per-feature mean and spread it maps each key's readings back to."""
     std = train_values.std(axis=0)
     return {
-        "half_life": cfg.adapt_half_life,
-        "block": cfg.adapt_block,
-        "rescale": cfg.adapt_rescale,
+        **cfg.adapt.model_dump(),
         "ref_mean": train_values.mean(axis=0).astype(float).tolist(),
         "ref_std": np.where(std > 0, std, 1.0).astype(float).tolist(),
     }

@@ -1,14 +1,15 @@
-"""Post-processing's renamed settings (``sparse`` -> ``record_high``, ``quiet_windows`` ->
-``suppress_windows``): a bundle, a variable or a flag under the old name still works for a
-release, with a warning that names the new one."""
+"""Renamed settings (post-processing's ``sparse`` -> ``record_high``, ``quiet_windows`` ->
+``suppress_windows``; the train settings' ``adapt_*`` -> the ``adapt`` section): a bundle, a
+variable or a flag under the old name still works for a release, with a warning that names
+the new one."""
 
 import argparse
 
 import pytest
 
 from streamae.cli.train import add_train_flags, train_settings
-from streamae.core.config import load_train_settings
-from streamae.core.manifest import PostSpec
+from streamae.core.config import ConfigError, TrainSettings, load_train_settings
+from streamae.core.manifest import Adaptation, PostSpec
 
 pytestmark = pytest.mark.usefixtures("clean_env")  # settings from what each test sets alone
 
@@ -56,3 +57,31 @@ def test_an_old_flag_sets_the_new_field_and_stays_out_of_the_help(capsys):
     parser.print_help()
     help_text = capsys.readouterr().out
     assert "--suppress-windows" in help_text and "--quiet-windows" not in help_text
+
+
+# streaming normalisation: the flat train fields adapt_* are now the `adapt` section
+
+
+def test_the_adapt_section_is_set_by_its_flags_and_nested_variables(monkeypatch):
+    monkeypatch.setenv("STREAMAE_TRAIN__ADAPT__BLOCK", "7")
+    parser = argparse.ArgumentParser()
+    add_train_flags(parser)
+    cfg = train_settings(parser.parse_args(["--adapt-half-life", "50", "--adapt-rescale", "false"]))
+    assert (cfg.adapt.half_life, cfg.adapt.block, cfg.adapt.rescale) == (50.0, 7, False)
+    with pytest.raises(ConfigError, match="--adapt-half-life"):  # an error names the flag
+        train_settings(parser.parse_args(["--adapt-half-life", "-1"]))
+    monkeypatch.setenv("STREAMAE_TRAIN__ADAPT__BLOK", "7")
+    with pytest.raises(ConfigError, match="STREAMAE_TRAIN__ADAPT__BLOK"):  # a typo is not ignored
+        load_train_settings()
+
+
+def test_the_old_flat_adapt_names_still_work_with_a_warning(monkeypatch):
+    with pytest.warns(FutureWarning, match="'adapt_half_life' is now 'adapt.half_life'"):
+        assert TrainSettings(adapt_half_life=30, adapt_block=5).adapt == Adaptation(half_life=30, block=5)
+    monkeypatch.setenv("STREAMAE_TRAIN__ADAPT_HALF_LIFE", "20")
+    monkeypatch.setenv("STREAMAE_TRAIN__ADAPT__BLOCK", "3")
+    with pytest.warns(FutureWarning, match="'adapt_half_life' is now"):
+        assert load_train_settings().adapt == Adaptation(half_life=20, block=3)
+    # given both, the section's own value wins
+    with pytest.warns(FutureWarning, match="'adapt_block' ignored"):
+        assert TrainSettings(adapt_block=9, adapt={"block": 4}).adapt.block == 4
