@@ -23,7 +23,7 @@ def test_demo_selects_a_detector_streams_and_prints_alerts_and_the_summary(
         STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
     )
     cmd = [sys.executable, "-m", "streamae", "demo", "--workdir", str(tmp_path / "run"), "--entities", "2"]
-    cmd += ["--hours", "12", "--epochs", "8"]
+    cmd += ["--hours", "16", "--epochs", "8"]
     done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-4000:]
@@ -32,13 +32,13 @@ def test_demo_selects_a_detector_streams_and_prints_alerts_and_the_summary(
     assert "ALERT OPEN" in out and "ALERT CLOSE" in out
     summary = dict(re.findall(r"^ {6}([a-z ]+?)\s{2,}(\S.*)$", out, re.M))
     readings = int(summary["readings published"])
-    assert readings == 2 * 12 * 60  # one reading a minute per machine
+    assert readings == 2 * 16 * 60  # one reading a minute per machine
     assert summary["dead letters"] == "2"  # the two malformed records, each with its reason
     manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
     window, stride = manifest["window"], manifest["stride"]
     assert int(summary["windows scored"]) == 2 * ((readings // 2 - window) // stride + 1)
     caught, injected = map(int, summary["anomalies caught"].split(" / "))
-    assert injected == 6 and caught >= 4
+    assert injected == 4 and caught >= 3  # two anomalies per machine in 16 hours
     assert (tmp_path / "run" / "scores.png").stat().st_size > 10_000
     # a progress bar written to a pipe is a line per stage, not carriage-return frames
     assert "\r" not in out
