@@ -69,22 +69,25 @@ def test_inspect_with_labelled_data_writes_histogram_and_latent(bundle_dir, stre
     assert_picture(out / "latent.png", LATENT)
 
 
-def test_inspect_flags_what_serve_flags_on_a_post_processed_bundle(history, stream, tmp_path, capsys):
-    """Post-processing (the running range, quiet windows) changes which windows cross the
-    threshold: inspect counts the windows ``streamae score`` and ``serve`` flag."""
-    from streamae.training.fit import fit
+def test_inspect_and_evaluate_flag_what_serve_flags_on_a_post_processed_bundle(
+    post_bundle, stream, tmp_path, capsys, scorer_of
+):
+    """Post-processing (record-high output, the running range, suppression) changes which
+    windows cross the threshold: ``inspect`` and ``evaluate`` count the windows that
+    ``streamae score`` flags, which are those ``serve`` flags (tests/unit/serving/test_post_state.py)."""
+    import json
 
-    cfg = TrainSettings(window=10, epochs=2, seed=1, range_widen=0.05, suppress_windows=2)
-    bundle = fit(history, tmp_path / "post", cfg, progress=False).bundle
     data = tmp_path / "s.csv"
     stream.to_csv(data, index=False)
-    assert main(["inspect", str(bundle.path), str(data), "-o", str(tmp_path / "o")]) == 0
-    printed = capsys.readouterr().out
-    scorer = Scorer(bundle, ["CPUExecutionProvider"])
+    scorer = scorer_of(post_bundle)
     flagged = int(score_frame(stream, scorer, "s")["is_anomaly"].sum())
-    _, before_post = score_windows(scorer, frame_windows(stream, bundle.manifest.features, 10, 1, "s"))
+    _, before_post = score_windows(scorer, frame_windows(stream, scorer.manifest.features, 10, 1, "s"))
     assert flagged != int((before_post > scorer.threshold).sum())  # the case this test is about
-    assert f"windows, {flagged} over threshold," in printed
+    assert main(["inspect", str(post_bundle), str(data), "-o", str(tmp_path / "o")]) == 0
+    assert f"windows, {flagged} over threshold," in capsys.readouterr().out
+    assert main(["evaluate", str(post_bundle), str(data), "-o", str(tmp_path / "e")]) == 0
+    point = json.loads((tmp_path / "e" / "report.json").read_text())["pooled"]["point"]
+    assert point["true_positive_windows"] + point["false_positive_windows"] == flagged
 
 
 def test_inspect_with_unlabelled_data(code2_bundle, history, tmp_path, capsys):
