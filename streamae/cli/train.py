@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
             f"({sel.search} search): F1 {won.scores.f1:.3f} on {sel.faults} injected faults "
             f"(`streamae inspect {args.output}` lists them)"
         )
+    for f in m.fields:
+        print(f"field {f.describe()}")
     print(
         f"bundle {args.output}: {m.variant}, {len(m.features)} features {m.features}, "
         f"window {m.window}, stride {m.stride}, threshold {t.value:.6g} ({t.method} "
@@ -84,9 +86,11 @@ def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = No
             continue
         ann = field.annotation
         kind: dict[str, Any] = {"choices": get_args(ann)} if get_origin(ann) is Literal else {}
-        if not kind:
+        if get_origin(ann) is list:
+            kind = {"nargs": "+", "metavar": "COLUMN"}
+        elif not kind:
             kind["type"] = int if ann in (int, int | None) else float if ann is float else str
-        default = "the variant's" if field.default is None else field.default
+        default = "the variant's" if field.default is None else field.get_default(call_default_factory=True)
         if name == "variant":
             default = "auto: chosen on injected faults, unless STREAMAE_TRAIN__VARIANT names one"
         default = keeps.format(default=default) if keeps else default

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamae.core.fields import InputField
 from streamae.core.renamed import POST_RENAMED, accept_old_names
 
 FORMAT_VERSION: Final = 2  # 2: threshold calibration record, code output, extras
@@ -266,6 +267,10 @@ class Manifest(_Strict):
     model_version: str
     variant: str
     features: list[str] = Field(min_length=1)
+    fields: list[InputField] = Field(
+        default_factory=list,
+        description="every column of the training file with its kind, when some are not features",
+    )
     window: int = Field(ge=1)
     stride: int = Field(ge=1)
     scaler: Scaler
@@ -315,4 +320,16 @@ class Manifest(_Strict):
         adapt = self.adapt
         if adapt.half_life is not None and not (len(adapt.ref_mean) == len(adapt.ref_std) == n):
             raise ValueError(f"adapt.ref_mean/ref_std need {n} entries for streaming normalisation")
+        if self.fields and [f.name for f in self.fields if f.kind == "numeric"] != self.features:
+            raise ValueError("the numeric fields are not the features, in order")
         return self
+
+    @model_serializer(mode="wrap")
+    def _fields_only_when_some_are_not_features(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        # a bundle of numeric columns only stays readable by a daemon that predates `fields`
+        data: dict[str, Any] = handler(self)
+        if not data.get("fields"):
+            data.pop("fields", None)
+        return data

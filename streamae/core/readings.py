@@ -116,11 +116,6 @@ def _unit_per_second(parsed: pd.Series) -> float:
     return {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
 
 
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """Every numeric column that is not reserved (timestamp, key, label, …), in file order."""
-    return [c for c in frame.columns if c not in RESERVED_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])]
-
-
 def frame_to_readings(frame: pd.DataFrame, features: list[str], source: str) -> Readings:
     """Readings in file order; offsets are row numbers so scores join back to rows."""
     missing = [f for f in features if f not in frame.columns]

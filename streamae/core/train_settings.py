@@ -75,6 +75,11 @@ class TrainSettings(WindowScore, PostProcessing, Smoothing):
     adapt: Adaptation = Field(
         default_factory=Adaptation, description="streaming normalisation of each key's readings"
     )
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="columns of the history the model leaves out (an identifier, a column the "
+        "stream will not carry); every other numeric column is a feature",
+    )
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")
     threads: int = Field(

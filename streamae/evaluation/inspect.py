@@ -53,6 +53,7 @@ def describe_manifest(m: Manifest, path: Path | str = "") -> str:
         f"created {m.created_at:%Y-%m-%d %H:%M:%S %Z})",
         f"variant      {m.variant}, loss {m.loss}, code size {m.code_size}",
         f"features     {len(m.features)}: {', '.join(m.features)}",
+        *(f"field        {f.describe()}" for f in m.fields if f.kind == "ignored" or f.reason),
         f"windows      {m.window} readings, stride {m.stride}",
         "scaler       "
         + ", ".join(

@@ -12,11 +12,13 @@ variant shares this machinery (``training.pipeline``); what differs lives in the
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from streamae.core.config import TrainSettings
+from streamae.core.fields import infer_fields
 from streamae.training.export import (
     PARITY_TOLERANCE,
     export_onnx,
@@ -26,6 +28,8 @@ from streamae.training.export import (
 )
 from streamae.training.pipeline import TRAINING_PLOT, TrainResult, fit_variant
 from streamae.training.selection import select_and_fit
+
+log = logging.getLogger(__name__)
 
 # the export helpers are part of this module's public face (the variant contract suite)
 __all__ = [
@@ -54,6 +58,9 @@ def fit(
     ``cfg.variant == "auto"`` selects the detector first
     (:func:`streamae.training.selection.select_and_fit`), keeping the fields ``cfg`` sets.
     """
+    for f in infer_fields(frame, cfg.ignore, source):
+        if f.reason:
+            log.warning("%s: column %s", source, f.describe())
     if cfg.variant == "auto":
         return select_and_fit(frame, out_dir, cfg, source, progress)
     return fit_variant(frame, out_dir, cfg, source, progress)

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from streamae.core.config import TrainSettings
-from streamae.core.readings import DataError, Readings, feature_columns, frame_to_readings
+from streamae.core.fields import InputField, infer_fields, model_features
+from streamae.core.readings import DataError, Readings, frame_to_readings
 from streamae.core.scoring import InputScaler
 from streamae.core.windows import Windows, WindowStore
 
@@ -77,6 +78,7 @@ class Prepared:
     """The normal history cut into windows of one length: features, windows, their time
     split, the training readings, the scaler set on them, and the windows in model units."""
 
+    fields: list[InputField]  # every column of the file, with its kind
     features: list[str]
     hist: History
     split: Split
@@ -88,19 +90,23 @@ class Prepared:
 
 def prepare(frame: pd.DataFrame, cfg: TrainSettings, source: str) -> Prepared:
     """Windows of ``cfg.window`` readings, split by time and scaled as the bundle will scale."""
-    features, hist, split = _normal_windows(frame, cfg, source)
+    fields = infer_fields(frame, cfg.ignore, source)
+    features = model_features(fields)
+    if not features:
+        columns = "; ".join(f.describe() for f in fields) or "no column besides timestamp, key and label"
+        raise DataError(f"{source}: no numeric field to model ({columns})")
+    hist, split = _normal_windows(frame, features, cfg, source)
     windows = hist.windows
     train_rows = (hist.readings.ts <= windows.end_ts[split.train].max()) & hist.normal_rows
     center, scale = _scaler(hist.readings.values[train_rows], cfg.loss)
     x = InputScaler(center, scale)(windows.data)
-    return Prepared(features, hist, split, train_rows, center, scale, x)
+    return Prepared(fields, features, hist, split, train_rows, center, scale, x)
 
 
-def _normal_windows(frame: pd.DataFrame, cfg: TrainSettings, source: str) -> tuple[list[str], History, Split]:
-    """Features, normal windows and their time split; a DataError when there is too little."""
-    features = feature_columns(frame)
-    if not features:
-        raise DataError(f"{source}: no numeric feature columns")
+def _normal_windows(
+    frame: pd.DataFrame, features: list[str], cfg: TrainSettings, source: str
+) -> tuple[History, Split]:
+    """Normal windows and their time split; a DataError when there is too little."""
     hist = normal_history(frame, features, cfg.window, cfg.stride, source)
     if hist.excluded:
         log.info("%s: %d windows touch labelled rows and are left out", source, hist.excluded)
@@ -110,7 +116,7 @@ def _normal_windows(frame: pd.DataFrame, cfg: TrainSettings, source: str) -> tup
     split = split_by_time(hist.windows)
     if min(split.train.sum(), split.val.sum(), split.calib.sum()) < 5:
         raise DataError(f"{source}: too little history to split into train/validation/calibration")
-    return features, hist, split
+    return hist, split
 
 
 def _scaler(values: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:

@@ -23,11 +23,13 @@ from streamae.core.window_score import ReadingResidual
 from streamae.training.history import Prepared, Split
 
 
-def model_fields(
-    cfg: TrainSettings, features: list[str], center: np.ndarray, scale: np.ndarray, code_size: int
-) -> dict[str, Any]:
-    """The manifest fields that describe the model and its inputs."""
+def model_fields(prep: Prepared, cfg: TrainSettings, code_size: int) -> dict[str, Any]:
+    """The manifest fields that describe the model and its inputs (``fields``: every column
+    of the file, when some are not the model's numeric features)."""
+    features, center, scale = prep.features, prep.center, prep.scale
+    every_one_a_feature = all(f.kind == "numeric" for f in prep.fields)
     return {
+        "fields": [] if every_one_a_feature else [f.model_dump() for f in prep.fields],
         "model_version": f"{cfg.variant}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}",
         "variant": cfg.variant,
         "features": features,

@@ -143,7 +143,7 @@ def calibrate_trained(
     """Per-feature error scale (validation windows) and threshold (calibration windows) of a
     trained model, both set through the :class:`Scorer` the bundle will serve with."""
     windows, split, model_bytes = prep.hist.windows, prep.split, trained.model_bytes
-    fields = model_fields(cfg, prep.features, prep.center, prep.scale, trained.code_size)
+    fields = model_fields(prep, cfg, trained.code_size)
     fields["postprocess"] = postprocess(cfg, prep.hist.readings.values[prep.train_rows])
     fields["adapt"] = adapt(cfg, prep.hist.readings.values[prep.train_rows])
     # the Scorer the bundle will serve with. Per-feature errors depend on neither field still
