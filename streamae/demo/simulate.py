@@ -15,6 +15,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from streamae.core.readings import RESERVED_COLUMNS
+
 SENSORS = ("temperature", "pressure", "vibration", "flow", "power")
 KINDS = ("spike", "level_shift", "drift", "stuck", "broken_correlation")
 DAY_S = 86400.0
@@ -171,9 +173,10 @@ def simulate(
 
 
 def to_messages(frame: pd.DataFrame, batch: int = 1) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) pairs of reading messages in frame order; ``batch > 1`` packs up to that
+    """(key, value) pairs of reading messages in frame order, every column but the reserved
+    ones (timestamp, key, label, ...) among the values; ``batch > 1`` packs up to that
     many consecutive readings of one key into a list message (the contract's list form)."""
-    features = [c for c in frame.columns if c in SENSORS]
+    features = [c for c in frame.columns if c not in RESERVED_COLUMNS]
     pending: dict[str, list[dict]] = {}
     for key, ts, values in zip(
         frame["key"].tolist(), frame["timestamp"].tolist(), frame[features].to_numpy().tolist()
