@@ -12,7 +12,7 @@ from pydantic.fields import FieldInfo
 
 from streamae.cli.common import Subparsers
 from streamae.core.config import TrainSettings, load_train_settings
-from streamae.core.manifest import Adaptation, PostProcessing, WindowScore
+from streamae.core.manifest import PostProcessing, WindowScore
 
 
 def register(sub: Subparsers) -> None:
@@ -67,9 +67,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-#: the train settings' nested sections: flags ``--adapt-half-life``, variables
-#: ``STREAMAE_TRAIN__ADAPT__HALF_LIFE``
-SECTIONS: dict[str, type[BaseModel]] = {"adapt": Adaptation}
+def _sections() -> dict[str, type[BaseModel]]:
+    """The train settings' nested sections (``adapt``): flags ``--adapt-half-life``, variables
+    ``STREAMAE_TRAIN__ADAPT__HALF_LIFE``."""
+    return {
+        name: field.annotation
+        for name, field in TrainSettings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
 
 
 def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = None, keeps: str = "") -> None:
@@ -109,9 +114,10 @@ def add_train_flags(t: argparse.ArgumentParser, names: Sequence[str] | None = No
 def _flag_fields() -> list[tuple[str, FieldInfo]]:
     """(flag name, field) of every setting: a nested section's fields as ``section_field``."""
     out = []
+    sections = _sections()
     for name, field in TrainSettings.model_fields.items():
-        if name in SECTIONS:
-            out += [(f"{name}_{sub}", f) for sub, f in SECTIONS[name].model_fields.items()]
+        if name in sections:
+            out += [(f"{name}_{sub}", f) for sub, f in sections[name].model_fields.items()]
         else:
             out.append((name, field))
     return out
@@ -122,9 +128,10 @@ def train_settings(args: argparse.Namespace, base: dict[str, Any] | None = None)
     name the flag."""
     settings: dict[str, Any] = dict(base or {})
     names: dict[tuple[str, ...], str] = {}
+    sections = _sections()
     for name in [*TrainSettings.model_fields, *TrainSettings.renamed]:
-        if name in SECTIONS:
-            for sub in SECTIONS[name].model_fields:
+        if name in sections:
+            for sub in sections[name].model_fields:
                 if hasattr(args, f"{name}_{sub}"):
                     settings.setdefault(name, {})[sub] = getattr(args, f"{name}_{sub}")
                     names[("train", name, sub)] = f"--{name}-{sub}".replace("_", "-")

@@ -77,19 +77,22 @@ def _holds(column: pd.Series) -> str:
     values = column.dropna()
     if values.empty:
         return "nothing"
-    if pd.api.types.is_bool_dtype(column) or set(values.astype(str).str.lower().unique()) <= _BOOLEAN_TEXT:
+    if pd.api.types.is_bool_dtype(column):
         return "booleans"
     if pd.api.types.is_numeric_dtype(column):
         return "numbers"
+    # text: only a column that is no number is read as strings (cheap on long numeric files)
+    if set(values.astype(str).str.lower().unique()) <= _BOOLEAN_TEXT:
+        return "booleans"
     return f"text, {values.nunique()} values"
 
 
 def _identifier_like(name: str, column: pd.Series) -> str:
     """A doubt about an integer column whose values hardly repeat (a card number, an id)."""
     values = column.dropna()
-    distinct = values.nunique()
     if not pd.api.types.is_integer_dtype(column) or len(values) < IDENTIFIER_MIN_ROWS:
         return ""
+    distinct = values.nunique()
     if distinct < IDENTIFIER_DISTINCT_SHARE * len(values):
         return ""
     return f"{distinct} distinct integers in {len(values)} rows, an identifier? --ignore {name} leaves it out"

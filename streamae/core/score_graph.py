@@ -44,9 +44,8 @@ def scoring_graph(
     Raises :class:`BundleError` (whose message the caller prefixes with the file) when the
     graph cannot be read or does not have the bundle's input and output.
     """
-    model = _checked(model_bytes, window, n_features)
+    model, shape = _checked(model_bytes, window, n_features)
     g = model.graph
-    shape = _dims(next(i for i in g.input if i.name == INPUT_NAME))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
     consts: dict[str, np.ndarray] = {}
@@ -63,8 +62,9 @@ def scoring_graph(
     return out
 
 
-def _checked(model_bytes: bytes, window: int, n_features: int) -> onnx.ModelProto:
-    """The graph, once it has the bundle's one input ``(m, W, F)`` and its output."""
+def _checked(model_bytes: bytes, window: int, n_features: int) -> tuple[onnx.ModelProto, list[int | str]]:
+    """The graph and its input's shape, once it has the bundle's one input ``(m, W, F)`` and
+    its output."""
     try:
         model = onnx.load_from_string(model_bytes)
     except Exception as exc:  # protobuf raises its own DecodeError types
@@ -84,7 +84,7 @@ def _checked(model_bytes: bytes, window: int, n_features: int) -> onnx.ModelProt
             f"graph input shape {shape} does not match manifest 'window' ({window}) and "
             f"'features' ({n_features})"
         )
-    return model
+    return model, shape
 
 
 def _window_error_nodes(

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from streamae.core.manifest import Adaptation, PostProcessing, Smoothing, ThresholdMethod, WindowScore
-from streamae.core.renamed import ADAPT_FLATTENED, nest_old_names
+from streamae.core.renamed import ADAPT_FLATTENED, accept_old_names
 
 # the autoencoder family (streamae.training.models builds them; kept here so settings need no torch)
 Variant = Literal["dense", "denoising", "sparse", "contractive", "variational", "conv", "lstm", "pca"]
@@ -92,7 +92,7 @@ class TrainSettings(WindowScore, PostProcessing, Smoothing):
     @model_validator(mode="before")
     @classmethod
     def _old_adapt_names(cls, data: Any) -> Any:
-        return nest_old_names(data, "adapt", ADAPT_FLATTENED, cls.__name__)
+        return accept_old_names(data, ADAPT_FLATTENED, cls.__name__)
 
     @field_validator("code")
     @classmethod

@@ -40,6 +40,14 @@ COUNTRIES = ("DE", "FR", "NL", "ES", "IT", "PL", "GB", "US")
 CHANNELS = ("pos", "web", "atm")
 FRAUDS = ("new_country", "new_category", "micro_burst", "amount_spike", "night_atm_abroad")
 FIELDS = ("amount", "merchant_category", "country", "channel")
+#: the field that makes each fraud kind odd for its account
+FRAUD_FIELD = {
+    "new_country": "country",
+    "new_category": "merchant_category",
+    "micro_burst": "amount",
+    "amount_spike": "amount",
+    "night_atm_abroad": "country",
+}
 
 
 @dataclass(frozen=True)
@@ -150,36 +158,19 @@ def simulate_transactions(
         key = f"acct-{a + 1:04d}"
         h = habits(a, seed)
         rng = np.random.default_rng([seed, a, 1])
-        frame = _normal(h, rng, start, days).assign(label=0, anomaly_type="")
+        parts = [_normal(h, rng, start, days).assign(label=0, anomaly_type="")]
         for j in range(frauds_per_account):
             kind = kinds[(a * frauds_per_account + j) % len(kinds)]
             at = start + days * DAY_S * float(rng.uniform(fraud_after, 0.98))
-            fraud = _fraud(kind, h, rng, at).assign(label=1, anomaly_type=kind)
-            frame = pd.concat([frame, fraud], ignore_index=True)
-            field = {"micro_burst": "amount", "amount_spike": "amount", "new_category": "merchant_category"}
-            anomalies.append(
-                Anomaly(
-                    key,
-                    kind,
-                    field.get(kind, "country"),
-                    float(fraud.timestamp.min()),
-                    float(fraud.timestamp.max()),
-                    -1,
-                    -1,
-                )
-            )
-        frame = frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+            parts.append(_fraud(kind, h, rng, at).assign(label=1, anomaly_type=kind))
+        frame = pd.concat(parts, ignore_index=True).sort_values("timestamp", kind="stable")
+        ts = frame["timestamp"].to_numpy()
+        for fraud in parts[1:]:
+            first, last = float(fraud["timestamp"].min()), float(fraud["timestamp"].max())
+            kind = str(fraud["anomaly_type"].iloc[0])
+            rows = int(np.searchsorted(ts, first)), int(np.searchsorted(ts, last, side="right")) - 1
+            anomalies.append(Anomaly(key, kind, FRAUD_FIELD[kind], first, last, *rows))
         frames.append(frame.assign(key=key))
     out = pd.concat(frames, ignore_index=True).sort_values(["timestamp", "key"], kind="stable")
     columns = ["timestamp", "key", *FIELDS, "label", "anomaly_type"]
-    return Simulation(out[columns].reset_index(drop=True), _with_rows(anomalies, out))
-
-
-def _with_rows(anomalies: list[Anomaly], frame: pd.DataFrame) -> list[Anomaly]:
-    """Each fraud's first and last row among its account's transactions (time order)."""
-    out = []
-    for a in anomalies:
-        ts = frame.loc[frame["key"] == a.key, "timestamp"].sort_values(kind="stable").to_numpy()
-        lo, hi = np.searchsorted(ts, a.start), np.searchsorted(ts, a.end, side="right") - 1
-        out.append(Anomaly(a.key, a.kind, a.sensor, a.start, a.end, int(lo), int(hi)))
-    return out
+    return Simulation(out[columns].reset_index(drop=True), anomalies)
