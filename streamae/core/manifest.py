@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamae.core.encoding import Context, Encoding
 from streamae.core.fields import InputField
 from streamae.core.renamed import POST_RENAMED, accept_old_names
 
@@ -268,9 +269,9 @@ class Manifest(_Strict):
     variant: str
     features: list[str] = Field(min_length=1)
     fields: list[InputField] = Field(
-        default_factory=list,
-        description="every column of the training file with its kind, when some are not features",
+        default_factory=list, description="every column of the training file, its kind"
     )
+    context: Context | None = Field(None, description="the per-key context features (core/encoding.py)")
     window: int = Field(ge=1)
     stride: int = Field(ge=1)
     scaler: Scaler
@@ -320,9 +321,12 @@ class Manifest(_Strict):
         adapt = self.adapt
         if adapt.half_life is not None and not (len(adapt.ref_mean) == len(adapt.ref_std) == n):
             raise ValueError(f"adapt.ref_mean/ref_std need {n} entries for streaming normalisation")
-        if self.fields and [f.name for f in self.fields if f.kind == "numeric"] != self.features:
-            raise ValueError("the numeric fields are not the features, in order")
+        if (self.fields or self.context) and self.encoding().features != self.features:
+            raise ValueError(f"features are not the columns 'fields' encode: {self.encoding().features}")
         return self
+
+    def encoding(self) -> Encoding:  # the inputs a reading carries, how they become features
+        return Encoding.of(self.features, self.fields, self.context)
 
     @model_serializer(mode="wrap")
     def _fields_only_when_some_are_not_features(
@@ -330,6 +334,7 @@ class Manifest(_Strict):
     ) -> dict[str, Any]:
         # a bundle of numeric columns only stays readable by a daemon that predates `fields`
         data: dict[str, Any] = handler(self)
-        if not data.get("fields"):
-            data.pop("fields", None)
+        for name in ("fields", "context"):
+            if not data.get(name):
+                data.pop(name, None)
         return data

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from streamae.core.categories import MAX_CATEGORY_CHARS
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -38,7 +40,11 @@ class Reading(_Message):
 
     key: str | None = Field(None, description="entity key; when absent the Kafka record key is used")
     ts: float | datetime = Field(description="event time: epoch seconds or ISO 8601")
-    values: dict[str, float] = Field(description="numeric value by feature name")
+    values: dict[str, float | Annotated[str, Field(max_length=MAX_CATEGORY_CHARS)] | bool | None] = Field(
+        description="value by input field: a number for a numeric field; text (at most 256 "
+        "characters), a boolean or null for a categorical or boolean field (a value the bundle "
+        "never saw is its 'other' category, never a dead letter)"
+    )
 
 
 #: A message on the input topic: one reading, or a list of readings.

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from streamae.core.readings import frame_to_readings
+from streamae.core.encoding import Encoding
 from streamae.core.scoring import ScoreBatch, Scorer
-from streamae.core.windows import Windows, WindowStore
+from streamae.core.windows import Windows
 
 SCORE_COLUMNS = [
     "timestamp",
@@ -42,7 +42,7 @@ SCORE_COLUMNS = [
 
 def frame_windows(
     frame: pd.DataFrame,
-    features: Sequence[str],
+    features: Encoding | Sequence[str],
     window: int,
     stride: int,
     source: str,
@@ -51,9 +51,10 @@ def frame_windows(
     """Every window of a readings frame, as the daemon cuts them from a stream in file order
     (in the order of their last reading); offsets are row numbers of ``frame``. With
     ``idle_ttl_s`` (the daemon's ``STREAMAE_WINDOWS__IDLE_TTL_S``) no window spans a longer
-    silence of a key, as in the daemon."""
-    readings = frame_to_readings(frame, list(features), source)
-    return WindowStore(window, stride, len(features), idle_ttl_s).push(readings)
+    silence of a key, as in the daemon. ``features``: the bundle's encoding (its inputs and how
+    they become features), or numeric feature names."""
+    encoding = features if isinstance(features, Encoding) else Encoding.numeric(features)
+    return encoding.store(window, stride, idle_ttl_s).push(encoding.readings(frame, source))
 
 
 def score_windows(scorer: Scorer, windows: Windows) -> tuple[ScoreBatch, np.ndarray]:
@@ -70,7 +71,7 @@ def score_frame(
     """Score every window of ``frame`` (file order within each key) as the daemon would,
     post-processing included (each key starting afresh); rows in file order."""
     m = scorer.manifest
-    windows = frame_windows(frame, m.features, m.window, m.stride, source, idle_ttl_s)
+    windows = frame_windows(frame, scorer.encoding, m.window, m.stride, source, idle_ttl_s)
     batch, smoothed = scorer.stream(windows)
     rows = [
         {

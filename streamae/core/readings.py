@@ -6,11 +6,14 @@ provenance is a plain offset range.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from streamae.core.categories import codes
 
 #: Columns of a history/stream file that are never features.
 RESERVED_COLUMNS = ("timestamp", "key", "label", "anomaly_type", "anomaly_id")
@@ -93,6 +96,22 @@ def _need_parquet(path: Path) -> None:
         ) from None
 
 
+def _numbers(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
+    """The numeric ``columns`` as float32, refusing a missing or non-finite value."""
+    try:
+        values = frame[columns].to_numpy(dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{source}: a numeric column holds something else ({exc})") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(
+            f"{source}: {int(bad.sum())} missing or non-finite value(s), first in row {row}, "
+            f"column '{columns[col]}'"
+        )
+    return values
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     _need_parquet(path)
     return pd.read_parquet(path)
@@ -116,19 +135,24 @@ def _unit_per_second(parsed: pd.Series) -> float:
     return {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
 
 
-def frame_to_readings(frame: pd.DataFrame, features: list[str], source: str) -> Readings:
-    """Readings in file order; offsets are row numbers so scores join back to rows."""
+def frame_to_readings(
+    frame: pd.DataFrame,
+    features: list[str],
+    source: str,
+    categories: Mapping[str, Sequence[str]] | None = None,
+) -> Readings:
+    """Readings in file order; offsets are row numbers so scores join back to rows. Columns
+    named in ``categories`` are coded in their vocabulary (``core/categories.py``)."""
+    categories = categories or {}
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing feature column(s) {missing}")
-    values = frame[features].to_numpy(dtype=np.float32)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise DataError(
-            f"{source}: {int(bad.sum())} missing or non-finite value(s), first in row {row}, "
-            f"column '{features[col]}'"
-        )
+    values = np.empty((len(frame), len(features)), np.float32)
+    for j, f in enumerate(features):
+        if f in categories:
+            values[:, j] = codes(frame[f], categories[f])[0]
+    numeric = [j for j, f in enumerate(features) if f not in categories]
+    values[:, numeric] = _numbers(frame, [features[j] for j in numeric], source)
     keys = (
         frame["key"].to_numpy(dtype=object)
         if "key" in frame.columns

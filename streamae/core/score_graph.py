@@ -36,10 +36,13 @@ def scoring_graph(
     n_features: int,
     weights: np.ndarray | None,
     residual: ReadingResidual | None = None,
+    groups: np.ndarray | None = None,
 ) -> bytes:
     """The bundle's graph with a ``feature_error`` output ``(m, F)`` added; its other outputs
     are kept. ``weights`` ``(W,)`` weight the squared errors over time (None: a plain mean);
-    ``residual`` adds the newest reading's weighted cross-sensor residual.
+    ``residual`` adds the newest reading's weighted cross-sensor residual; ``groups`` ``(F,)``
+    name each column's one-hot group (-1: numeric), whose error is the group's cross-entropy
+    (:func:`_cross_entropy_nodes`) instead of the squared error.
 
     Raises :class:`BundleError` (whose message the caller prefixes with the file) when the
     graph cannot be read or does not have the bundle's input and output.
@@ -50,7 +53,12 @@ def scoring_graph(
 
     consts: dict[str, np.ndarray] = {}
     window_error = FEATURE_ERROR_NAME if residual is None else _PREFIX + "window_error"
-    nodes = _window_error_nodes(window_error, window, weights, opset, consts)
+    elementwise = _PREFIX + "squared"
+    nodes = _squared_nodes(elementwise)
+    if groups is not None and (np.asarray(groups) >= 0).any():
+        elementwise = _PREFIX + "elementwise"
+        nodes += _cross_entropy_nodes(_PREFIX + "squared", elementwise, np.asarray(groups), consts)
+    nodes += _window_error_nodes(elementwise, window_error, window, weights, opset, consts)
     if residual is not None:
         nodes += _residual_nodes(window_error, residual, consts)
 
@@ -87,16 +95,68 @@ def _checked(model_bytes: bytes, window: int, n_features: int) -> tuple[onnx.Mod
     return model, shape
 
 
-def _window_error_nodes(
-    window_error: str, window: int, weights: np.ndarray | None, opset: int, consts: dict[str, np.ndarray]
-) -> list[onnx.NodeProto]:
-    """``window_error (m, F)``: the squared reconstruction error summed over time with
-    ``weights``, or its plain mean over time when there are none."""
-    diff, sq = _PREFIX + "diff", _PREFIX + "squared"
-    nodes = [
+def _squared_nodes(sq: str) -> list[onnx.NodeProto]:
+    diff = _PREFIX + "diff"
+    return [
         helper.make_node("Sub", [OUTPUT_NAME, INPUT_NAME], [diff], name=_PREFIX + "sub"),
         helper.make_node("Mul", [diff, diff], [sq], name=_PREFIX + "square"),
     ]
+
+
+def one_hot_matrices(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For columns' one-hot ``groups`` (-1: numeric): ``same`` ``(F, F)`` (1 where two columns
+    share a group, and on the diagonal), ``spread`` (``same`` over the group's width: a
+    group's cross-entropy shared evenly by its columns) and the one-hot mask ``(F,)``."""
+    g = np.asarray(groups)
+    same = ((g[:, None] == g[None, :]) & (g[:, None] >= 0)) | np.eye(len(g), dtype=bool)
+    spread = same / same.sum(axis=0, keepdims=True)
+    return same.astype(np.float32), spread.astype(np.float32), (g >= 0).astype(np.float32)
+
+
+def _cross_entropy_nodes(
+    squared: str, out: str, groups: np.ndarray, consts: dict[str, np.ndarray]
+) -> list[onnx.NodeProto]:
+    """``out``: the squared error on numeric columns; on a one-hot group's columns its
+    cross-entropy ``-sum(x log softmax(r))`` over the group (the reconstruction read as
+    logits), shared evenly by the group's columns: ``training.loss.FieldLoss`` on the host."""
+    n = _PREFIX + "ce/"
+    same, spread, mask = one_hot_matrices(groups)
+    consts.update({n + "same": same, n + "spread": spread, n + "mask": mask, n + "numeric": 1 - mask})
+    consts[n + "lo"], consts[n + "hi"] = np.array(-LOGIT_CLIP, np.float32), np.array(LOGIT_CLIP, np.float32)
+
+    def node(op: str, inputs: list[str], output: str) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, [output], name=output)
+
+    return [
+        node("Clip", [OUTPUT_NAME, n + "lo", n + "hi"], n + "logits"),
+        node("Exp", [n + "logits"], n + "exp"),
+        node("MatMul", [n + "exp", n + "same"], n + "total"),
+        node("Log", [n + "total"], n + "log_total"),
+        node("Sub", [n + "logits", n + "log_total"], n + "log_p"),
+        node("Mul", [INPUT_NAME, n + "log_p"], n + "x_log_p"),
+        node("Neg", [n + "x_log_p"], n + "nll"),
+        node("MatMul", [n + "nll", n + "spread"], n + "shared"),
+        node("Mul", [n + "shared", n + "mask"], n + "one_hot"),
+        node("Mul", [squared, n + "numeric"], n + "numbers"),
+        node("Add", [n + "numbers", n + "one_hot"], out),
+    ]
+
+
+#: logits are clipped to ±this before the softmax, so exp stays finite in float32
+LOGIT_CLIP = 30.0
+
+
+def _window_error_nodes(
+    sq: str,
+    window_error: str,
+    window: int,
+    weights: np.ndarray | None,
+    opset: int,
+    consts: dict[str, np.ndarray],
+) -> list[onnx.NodeProto]:
+    """``window_error (m, F)``: the elementwise error ``sq`` summed over time with
+    ``weights``, or its plain mean over time when there are none."""
+    nodes: list[onnx.NodeProto] = []
     if weights is None:
         to_sum, summed = sq, _PREFIX + "total"
     else:

@@ -93,9 +93,15 @@ class Scorer:
         self.inference_s = 0.0
         self.inference_windows = 0
         weights = time_weights(m.score, m.window)
+        self.encoding = m.encoding()
         try:
             graph = scoring_graph(
-                bundle.model_bytes, m.window, len(m.features), weights, ReadingResidual.of(m.score)
+                bundle.model_bytes,
+                m.window,
+                len(m.features),
+                weights,
+                ReadingResidual.of(m.score),
+                self.encoding.groups,
             )
         except BundleError as exc:
             raise BundleError(f"{bundle.path}/model.onnx: {exc}") from None
@@ -110,6 +116,11 @@ class Scorer:
         )
         self._scaler = InputScaler(m.scaler.mean, m.scaler.scale)
         self._error_scale = np.asarray(m.feature_error_scale, dtype=np.float32)
+        fields, index = self.encoding.attribution
+        #: the names :meth:`contributions` ranks: the bundle's input fields (a categorical
+        #: field's one-hot columns and its context columns count as that field)
+        self.attributed_to: list[str] = fields if self.encoding.expands else list(m.features)
+        self._to_fields = np.eye(len(fields), dtype=np.float32)[index] if self.encoding.expands else None
 
     @classmethod
     def load(cls, path: Path | str, settings: Settings) -> Scorer:
@@ -188,8 +199,11 @@ class Scorer:
         return scores if alpha >= 1 else ewma(scores, alpha, keys, state)
 
     def contributions(self, feature_errors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Indices ``(m, k)`` and shares of the top-``k`` features, errors normalised by training."""
+        """Indices ``(m, k)`` into :attr:`attributed_to` and shares of the top-``k`` fields,
+        errors normalised by training."""
         rel = feature_errors / self._error_scale
+        if self._to_fields is not None:
+            rel = rel @ self._to_fields
         total = rel.sum(axis=1, keepdims=True)
         share = np.divide(rel, total, out=np.zeros_like(rel), where=total > 0)
         k = min(k, share.shape[1])
@@ -261,7 +275,14 @@ class Scorer:
         m = self.manifest
         top, share = self.contributions(batch.feature_errors, top_k)
         return score_messages(
-            windows, smoothed, batch.scores, top, share, m.features, m.threshold.value, m.model_version
+            windows,
+            smoothed,
+            batch.scores,
+            top,
+            share,
+            self.attributed_to,
+            m.threshold.value,
+            m.model_version,
         )
 
 

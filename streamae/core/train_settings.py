@@ -78,7 +78,29 @@ class TrainSettings(WindowScore, PostProcessing, Smoothing):
     ignore: list[str] = Field(
         default_factory=list,
         description="columns of the history the model leaves out (an identifier, a column the "
-        "stream will not carry); every other numeric column is a feature",
+        "stream will not carry); every other column is read by its kind (core/fields.py)",
+    )
+    categorical: list[str] = Field(
+        default_factory=list,
+        description="columns read as categories though they hold numbers (a merchant category "
+        "code) or hardly repeat (an identifier: its most frequent values are kept)",
+    )
+    numeric: list[str] = Field(
+        default_factory=list, description="boolean columns read as numbers 0/1 instead of categories"
+    )
+    max_categories: int = Field(
+        20,
+        ge=1,
+        description="categories kept per categorical field, most frequent first; the rest are 'other'",
+    )
+    context: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="per-key context features (amount against the key's median, values new for "
+        "the key, time since its previous reading, bursts: core/encoding.py); auto: on when some "
+        "field is categorical and the history has keys",
+    )
+    context_recent_s: float = Field(
+        600.0, gt=0, description="context: the burst count looks back this many seconds"
     )
     seed: int = Field(0, description="seeds weights, shuffling and corruption: reruns are identical")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1")

@@ -12,10 +12,14 @@ the key afresh (no window spans a silence), and an idle key is forgotten. Either
 readings of the abandoned partial window that no window covered are not dropped silently:
 they come back from :meth:`WindowStore.drain_discarded` with the reason, for the caller
 to dead-letter.
+
+A store given an ``expand`` (``core/encoding.py``) holds a reading's inputs and hands out
+windows of the model's features: ``expand(inputs (m, N, n_features), times (m, N))``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,12 +92,22 @@ class _Rows:
 class WindowStore:
     """Sliding windows for every key of one source partition."""
 
-    def __init__(self, window: int, stride: int, n_features: int, idle_ttl_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        window: int,
+        stride: int,
+        n_features: int,
+        idle_ttl_s: float = 0.0,
+        expand: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+        n_out: int | None = None,
+    ) -> None:
         if window < 1 or stride < 1:
             raise ValueError("window and stride must be >= 1")
         self.window = window
         self.stride = stride
         self.n_features = n_features
+        self.expand = expand
+        self.n_out = n_features if n_out is None else n_out  # features per window reading
         self.idle_ttl_s = idle_ttl_s  # 0: keep partial windows forever
         self._slot_of: dict[str, int] = {}
         self._free: list[int] = []
@@ -300,13 +314,15 @@ class WindowStore:
         by_stream = np.argsort(rows.place[end_row], kind="stable")
         end_row, g = end_row[by_stream], g[by_stream]
         start_row = end_row - (self.window - 1)
+        rows_of = start_row[:, None] + np.arange(self.window)
+        data = rows.values[rows_of]
         return Windows(
             keys=self._key[s.seg[g]],
             start_ts=rows.ts[start_row],
             end_ts=rows.ts[end_row],
             first_offset=rows.offsets[start_row],
             last_offset=rows.offsets[end_row],
-            data=rows.values[start_row[:, None] + np.arange(self.window)],
+            data=data if self.expand is None else self.expand(data, rows.ts[rows_of]),
             topic=readings.topic,
             partition=readings.partition,
         )
@@ -318,7 +334,7 @@ class WindowStore:
             np.empty(0),
             np.empty(0, dtype=np.int64),
             np.empty(0, dtype=np.int64),
-            np.empty((0, self.window, self.n_features), dtype=np.float32),
+            np.empty((0, self.window, self.n_out), dtype=np.float32),
             readings.topic,
             readings.partition,
         )

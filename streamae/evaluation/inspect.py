@@ -173,7 +173,7 @@ def _data_plots(scorer: Scorer, data_path: Path, out: Path, plots: dict[str, Pat
     frame = read_table(data_path)
     source, name = str(data_path), Path(data_path).name
     labels = row_labels(frame, source)
-    windows = frame_windows(frame, m.features, m.window, m.stride, source)
+    windows = frame_windows(frame, m.encoding(), m.window, m.stride, source)
     if len(windows) < 2:
         notes.append(f"{source}: {len(windows)} complete window(s) of {m.window}; need 2 for the data plots")
         return

@@ -9,15 +9,17 @@ from __future__ import annotations
 import math
 import operator
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
+from streamae.core.categories import category_text
 from streamae.core.readings import Readings
 from streamae.serving.dead_letters import Rejected
+from streamae.serving.health.metrics import UNSEEN
 
 
 class RecordLike(Protocol):
@@ -87,8 +89,15 @@ class ReadingDecoder:
         max_key_chars: int = MAX_KEY_CHARS,
         max_future_s: float = MAX_FUTURE_S,
         clock: Callable[[], float] = time.time,
+        categories: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.features = tuple(features)
+        categories = categories or {}
+        # categorical inputs: (position, name, value -> code); others: the 'other' code, counted
+        vocab = {f: {v: c for c, v in enumerate(categories[f])} for f in categories}
+        self._categorical = [(j, f, vocab[f]) for j, f in enumerate(self.features) if f in vocab]
+        self.numeric = tuple(f for f in self.features if f not in categories)
+        self.unseen: dict[str, int] = dict.fromkeys(categories, 0)
         self.max_key_chars = max_key_chars
         self.max_future_s = max_future_s
         self.clock = clock
@@ -180,9 +189,11 @@ class ReadingDecoder:
                 "not_an_object", f"'values' must be an object of numbers, got {type(values).__name__}"
             )
         row = self._row(values)
+        if self._categorical:
+            row = self._coded(row)
         if maybe_bool:
             for f, v in zip(self.features, row):
-                if v is True or v is False:
+                if (v is True or v is False) and f in self.numeric:
                     raise _Invalid("not_a_number", f"value of '{f}' is a boolean, not a number")
         stamp = item["ts"]
         if stamp is True or stamp is False:
@@ -197,6 +208,22 @@ class ReadingDecoder:
                 "key_too_long", f"key is {len(key)} characters long; the limit is {self.max_key_chars}"
             )
         return key, stamp, row
+
+    def _coded(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``row`` with its categorical values as codes: text, a boolean (``true``/``false``)
+        or null (the empty value); anything else, or text over the size limit, is refused."""
+        out = list(row)
+        for j, name, vocab in self._categorical:
+            try:
+                code = vocab.get(category_text(out[j], name))
+            except ValueError as exc:
+                raise _Invalid("not_a_category", str(exc)) from None
+            if code is None:
+                code = len(vocab)
+                self.unseen[name] += 1
+                UNSEEN.labels(name).inc()
+            out[j] = code
+        return tuple(out)
 
     @staticmethod
     def _fallback_key(key: Any, rec: RecordLike) -> str:

@@ -62,7 +62,7 @@ class Daemon:
         self.reloader = reloader
         self.clock = clock
         k, b = settings.kafka, settings.batch
-        self.decoder = ReadingDecoder(scorer.manifest.features)
+        self.decoder = ReadingDecoder(scorer.encoding.inputs, categories=scorer.encoding.categories)
         self.stats = DaemonStats()
         # event times of the scored windows of the commit under way (`PartitionState.scored_ts`)
         self._committing: list[np.ndarray] = []

@@ -39,11 +39,12 @@ class Scored:
     raw: np.ndarray  # float64: the window's pooled error (before smoothing and post-processing)
     top: np.ndarray  # int (m, k): indices of the top features
     share: np.ndarray  # float (m, k): their shares of the error
+    names: list[str]  # what ``top`` indexes: the bundle's input fields (Scorer.attributed_to)
 
     @classmethod
     def of(cls, scorer: Scorer, windows: Windows, batch: ScoreBatch, score: np.ndarray, top_k: int) -> Scored:
         top, share = scorer.contributions(batch.feature_errors, top_k)
-        return cls(windows, score, batch.scores, top, share)
+        return cls(windows, score, batch.scores, top, share, scorer.attributed_to)
 
     def messages(self, m: Manifest, idx: np.ndarray | None = None) -> list[dict[str, Any]]:
         """Score messages of the windows ``idx`` (default: all) of a bundle with manifest ``m``."""
@@ -53,7 +54,7 @@ class Scored:
             self.raw,
             self.top,
             self.share,
-            m.features,
+            self.names,
             m.threshold.value,
             m.model_version,
             idx,
@@ -86,7 +87,7 @@ def build(scorer: Scorer, s: Scored, o: OutputSettings, topic: str) -> ScoreReco
         return _single(docs, w, o.max_message_bytes, topic, policy=policy)
     records: list[tuple[bytes, bytes, int, int]] = []
     too_large: list[Rejected] = []
-    for doc in _batch_docs(s, hot, m.features, threshold, m.model_version):
+    for doc in _batch_docs(s, hot, scorer.attributed_to, threshold, m.model_version):
         _fit_batch(doc, o.max_message_bytes, topic, s.windows, records, too_large)
     return ScoreRecords(records, policy, too_large)
 

@@ -18,6 +18,7 @@ import orjson
 
 from streamae.core.alerts import AlertPolicy
 from streamae.core.config import OutputSettings, Settings
+from streamae.core.encoding import Encoding
 from streamae.core.scoring import ScoreBatch, Scorer
 from streamae.core.stream_state import StreamState
 from streamae.core.windows import Windows, WindowStore
@@ -57,7 +58,7 @@ class OutputPlan:
 @dataclass
 class PartitionState:
     partition: Partition
-    features: tuple[str, ...]
+    encoding: Encoding  # the bundle's inputs: a discarded reading's values by name
     store: WindowStore
     policy: AlertPolicy
     stream: StreamState = field(default_factory=StreamState)  # smoothing, post-processing, adapt
@@ -70,8 +71,8 @@ class PartitionState:
         m, a = scorer.manifest, settings.alerts
         return cls(
             partition,
-            tuple(m.features),
-            WindowStore(m.window, m.stride, len(m.features), settings.windows.idle_ttl_s),
+            scorer.encoding,
+            scorer.encoding.store(m.window, m.stride, settings.windows.idle_ttl_s),
             AlertPolicy(a.k, a.n, a.quiet_windows, a.cooldown_s, a.severity_ratios),
         )
 
@@ -96,7 +97,7 @@ class PartitionState:
                 [d.reasons[i] for i in keep.tolist()],
             )
             for key, ts, values, offset, index, reason in rows:
-                value = orjson.dumps({"key": key, "ts": ts, "values": dict(zip(self.features, values))})
+                value = orjson.dumps({"key": key, "ts": ts, "values": self.encoding.values_of(values)})
                 at = None if index < 0 else index
                 out.append(
                     Rejected(

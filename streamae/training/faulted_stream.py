@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from streamae.core.categories import names
+from streamae.core.encoding import Encoding
 from streamae.core.offline import frame_windows
 from streamae.core.readings import DataError, Readings
 from streamae.core.windows import Windows
@@ -45,7 +47,7 @@ class FaultedStream:
     seed: int
     replicas: int
 
-    def windows(self, features: list[str], window: int, stride: int) -> tuple[Windows, np.ndarray]:
+    def windows(self, features: Encoding, window: int, stride: int) -> tuple[Windows, np.ndarray]:
         """The judged windows and their labels (that of their last reading): those ending at
         validation readings, touching no labelled history row, and either inside a fault
         (last reading faulty) or wholly normal. A window whose fault ended before its last
@@ -64,7 +66,7 @@ class FaultedStream:
 def faulted_validation(
     readings: Readings,
     normal_rows: np.ndarray,
-    features: list[str],
+    encoding: Encoding,
     after: float,
     until: float,
     context: int,
@@ -77,7 +79,8 @@ def faulted_validation(
     copy, and a choice made on a handful of faults is mostly chance; a planned fault too long
     for the free rows is skipped, so slightly fewer may be injected), each with its own faults
     (:func:`faults.inject`; between two, ``context`` normal readings, at least
-    :data:`MIN_MARGIN`); ``context`` clean readings of the key go before each copy."""
+    :data:`MIN_MARGIN`); ``context`` clean readings of the key go before each copy.
+    Numeric kinds go to numeric inputs, ``new_category`` to categorical ones (as many again)."""
     margin = max(context, MIN_MARGIN)
     spans = _validation_spans(readings, after, until, context)
     per_replica = sum(s[4] for s in spans)
@@ -92,9 +95,9 @@ def faulted_validation(
         for r in range(replicas):
             rng = np.random.default_rng([FAULT_SEED, seed, k_index, r])
             order = [kinds[turn[(r * n_faults + i) % len(kinds)]] for i in range(len(kinds))]
-            values, lab, made = faults.inject(normal, rng, n_faults, order, margin=margin)
-            count += len(made)
-            frames.append(_copy_frame(readings, before, span, values, features, f"{key}#{r}"))
+            faulted, lab, made = _faulted_copy(normal, encoding, rng, n_faults, order, margin)
+            count += made
+            frames.append(_copy_frame(readings, before, span, faulted, encoding, f"{key}#{r}"))
             labels.append(np.concatenate([np.zeros(len(before), np.int8), lab]))
             judged.append(np.concatenate([np.zeros(len(before), bool), np.ones(len(span), bool)]))
             clean.append(normal_rows[np.concatenate([before, span])])
@@ -122,18 +125,44 @@ def faulted_validation(
     )
 
 
+def _faulted_copy(
+    normal: np.ndarray,
+    encoding: Encoding,
+    rng: np.random.Generator,
+    n_faults: int,
+    order: Sequence[str],
+    margin: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One copy's inputs with faults: ``order``'s kinds in the numeric inputs, as many
+    ``new_category`` faults in the categorical ones; its labels and the faults made."""
+    cats = encoding.categories
+    numeric = [j for j, f in enumerate(encoding.inputs) if f not in cats]
+    categorical = [j for j, f in enumerate(encoding.inputs) if f in cats]
+    values, labels, made = faults.inject(normal[:, numeric], rng, n_faults, order, margin=margin)
+    out = normal.copy()
+    out[:, numeric] = values
+    if not categorical:
+        return out, labels, len(made)
+    sizes = [len(cats[encoding.inputs[j]]) + 1 for j in categorical]
+    codes = normal[:, categorical].astype(np.int64)
+    out[:, categorical], n_new = faults.inject_categories(codes, sizes, rng, n_faults, labels, margin)
+    return out, labels, len(made) + n_new
+
+
 def _copy_frame(
     readings: Readings,
     before: np.ndarray,
     span: np.ndarray,
     values: np.ndarray,
-    features: list[str],
+    encoding: Encoding,
     key: str,
 ) -> pd.DataFrame:
-    """One faulted copy as a frame: the clean context rows, then the faulted validation rows."""
-    frame = pd.DataFrame(
-        np.concatenate([readings.values[before].astype(np.float64), values]), columns=features
-    )
+    """One faulted copy as a frame: the clean context rows, then the faulted validation rows
+    (categories as text again, as a file holds them)."""
+    data = np.concatenate([readings.values[before].astype(np.float64), values])
+    frame = pd.DataFrame(data, columns=encoding.inputs)
+    for name, vocab in encoding.categories.items():
+        frame[name] = names(vocab, frame[name].to_numpy().astype(np.int64))
     frame.insert(0, "timestamp", readings.ts[np.concatenate([before, span])])
     frame.insert(1, "key", key)
     return frame
@@ -163,5 +192,6 @@ def _without_labelled(values: np.ndarray, normal: np.ndarray) -> np.ndarray:
     them are not judged anyway)."""
     out = values.astype(np.float64)
     if normal.any() and not normal.all():
-        out[~normal] = np.median(out[normal], axis=0)
+        # the lower median: a categorical input's code stays a code
+        out[~normal] = np.quantile(out[normal], 0.5, axis=0, method="lower")
     return out

@@ -25,6 +25,15 @@ step between consecutive readings for noise):
                     clock offset): every value plausible, the timing wrong
 ==================  =====================================================================
 
+Categorical fields (transactions) get one more kind, injected beside those of the numeric
+fields (:func:`inject_categories`):
+
+==================  =====================================================================
+``new_category``    1–3 readings of one categorical field take a value the key never has in
+                    its normal readings (a country the account never uses, a new merchant
+                    category), every other field as it was
+==================  =====================================================================
+
 Durations are drawn log-uniformly (a fault is as likely to last 10–20 readings as 100–200;
 spikes 1–3), at most a quarter of the series.
 """
@@ -214,3 +223,36 @@ def _elsewhere(rng: np.random.Generator, column: np.ndarray, start: int, n: int)
         return column[start : start + n][::-1].copy()
     lo = int(rng.choice(src))
     return column[lo : lo + n].copy()
+
+
+def inject_categories(
+    codes: np.ndarray,
+    sizes: Sequence[int],
+    rng: np.random.Generator,
+    n_faults: int,
+    labels: np.ndarray,
+    margin: int = 0,
+) -> tuple[np.ndarray, int]:
+    """``new_category`` faults in a series' category codes ``(n, C)`` (field ``c`` has codes
+    ``0..sizes[c]-1``) on rows ``labels`` leaves free (and ``margin`` rows around them);
+    ``labels`` is updated in place. Returns the faulted codes and the faults injected."""
+    out = np.asarray(codes).copy()
+    n = len(out)
+    free = np.ones(n, dtype=bool)
+    free[:margin] = False
+    for start in np.flatnonzero(labels):
+        free[max(0, start - margin) : start + margin + 1] = False
+    made = 0
+    for _ in range(n_faults):
+        c = int(rng.integers(len(sizes)))
+        unused = np.setdiff1d(np.arange(sizes[c]), out[:, c])
+        length = _duration(rng, "spike", n)
+        starts = _free_starts(free, length)
+        if not len(unused) or not len(starts):
+            continue
+        start = int(rng.choice(starts))
+        out[start : start + length, c] = rng.choice(unused)
+        labels[start : start + length] = 1
+        free[max(0, start - margin) : start + length + margin] = False
+        made += 1
+    return out, made

@@ -26,6 +26,7 @@ from streamae.training.export import (
     parity,
     torch_reconstruct,
 )
+from streamae.training.history import field_choices
 from streamae.training.pipeline import TRAINING_PLOT, TrainResult, fit_variant
 from streamae.training.selection import select_and_fit
 
@@ -58,7 +59,7 @@ def fit(
     ``cfg.variant == "auto"`` selects the detector first
     (:func:`streamae.training.selection.select_and_fit`), keeping the fields ``cfg`` sets.
     """
-    for f in infer_fields(frame, cfg.ignore, source):
+    for f in infer_fields(frame, field_choices(cfg), source):
         if f.reason:
             log.warning("%s: column %s", source, f.describe())
     if cfg.variant == "auto":

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from streamae.core.config import TrainSettings
-from streamae.core.fields import InputField, infer_fields, model_features
+from streamae.core.encoding import Context, Encoding
+from streamae.core.fields import FieldChoices, InputField, infer_fields
 from streamae.core.readings import DataError, Readings, frame_to_readings
 from streamae.core.scoring import InputScaler
 from streamae.core.windows import Windows, WindowStore
@@ -39,11 +40,13 @@ class History:
 
 
 def normal_history(
-    frame: pd.DataFrame, features: Sequence[str], window: int, stride: int, source: str
+    frame: pd.DataFrame, features: Encoding | Sequence[str], window: int, stride: int, source: str
 ) -> History:
-    """The windows of ``frame`` as the daemon cuts them, less those touching a labelled row."""
-    readings = frame_to_readings(frame, list(features), source)
-    windows = WindowStore(window, stride, len(features)).push(readings)
+    """The windows of ``frame`` as the daemon cuts them, less those touching a labelled row.
+    ``features``: the bundle's encoding, or numeric feature names."""
+    encoding = features if isinstance(features, Encoding) else Encoding.numeric(features)
+    readings = encoding.readings(frame, source)
+    windows = encoding.store(window, stride).push(readings)
     if "label" not in frame.columns:
         return History(readings, windows, np.ones(len(readings), dtype=bool), 0)
     labels = frame_to_readings(frame, ["label"], source)
@@ -79,7 +82,7 @@ class Prepared:
     split, the training readings, the scaler set on them, and the windows in model units."""
 
     fields: list[InputField]  # every column of the file, with its kind
-    features: list[str]
+    encoding: Encoding  # the inputs the model reads and how they become its features
     hist: History
     split: Split
     train_rows: np.ndarray  # bool per reading: normal and no later than the last training window
@@ -87,27 +90,61 @@ class Prepared:
     scale: np.ndarray
     x: np.ndarray  # every window, scaled (float32)
 
+    @property
+    def features(self) -> list[str]:
+        return self.encoding.features
+
+    @property
+    def train_values(self) -> np.ndarray:
+        """The training readings in the model's features ``(n, F)``, unscaled: the readings
+        themselves, or (an encoding that expands) the newest reading of each training window."""
+        if not self.encoding.expands:
+            return self.hist.readings.values[self.train_rows]
+        return self.hist.windows.data[self.split.train][:, -1, :]
+
+
+def field_choices(cfg: TrainSettings) -> FieldChoices:
+    return FieldChoices(cfg.categorical, cfg.numeric, cfg.ignore, cfg.max_categories)
+
+
+def encoding_of(frame: pd.DataFrame, fields: list[InputField], cfg: TrainSettings) -> Encoding:
+    """The inputs the model reads (every field not ignored) and the per-key context: on with
+    ``--context on``, or ``auto`` when some field is categorical and the rows have keys."""
+    modelled = [f for f in fields if f.modelled]
+    categorical = any(f.kind in ("categorical", "boolean") for f in modelled)
+    on = cfg.context == "on" or (cfg.context == "auto" and categorical and "key" in frame.columns)
+    return Encoding(tuple(modelled), Context(recent_s=cfg.context_recent_s) if on else None)
+
 
 def prepare(frame: pd.DataFrame, cfg: TrainSettings, source: str) -> Prepared:
     """Windows of ``cfg.window`` readings, split by time and scaled as the bundle will scale."""
-    fields = infer_fields(frame, cfg.ignore, source)
-    features = model_features(fields)
-    if not features:
+    fields = infer_fields(frame, field_choices(cfg), source)
+    encoding = encoding_of(frame, fields, cfg)
+    if not encoding.fields:
         columns = "; ".join(f.describe() for f in fields) or "no column besides timestamp, key and label"
-        raise DataError(f"{source}: no numeric field to model ({columns})")
-    hist, split = _normal_windows(frame, features, cfg, source)
+        raise DataError(f"{source}: no field to model ({columns})")
+    if encoding.categories and cfg.loss == "bce":
+        raise DataError(f"{source}: --loss bce models numbers in [0, 1]; categorical fields need mse")
+    hist, split = _normal_windows(frame, encoding, cfg, source)
     windows = hist.windows
     train_rows = (hist.readings.ts <= windows.end_ts[split.train].max()) & hist.normal_rows
-    center, scale = _scaler(hist.readings.values[train_rows], cfg.loss)
+    train = (
+        windows.data[split.train].reshape(-1, len(encoding.features))
+        if encoding.expands
+        else hist.readings.values[train_rows]
+    )
+    center, scale = _scaler(train, cfg.loss)
+    one_hot = encoding.groups >= 0  # stay 0/1: the model's cross-entropy targets
+    center[one_hot], scale[one_hot] = 0.0, 1.0
     x = InputScaler(center, scale)(windows.data)
-    return Prepared(fields, features, hist, split, train_rows, center, scale, x)
+    return Prepared(fields, encoding, hist, split, train_rows, center, scale, x)
 
 
 def _normal_windows(
-    frame: pd.DataFrame, features: list[str], cfg: TrainSettings, source: str
+    frame: pd.DataFrame, encoding: Encoding, cfg: TrainSettings, source: str
 ) -> tuple[History, Split]:
     """Normal windows and their time split; a DataError when there is too little."""
-    hist = normal_history(frame, features, cfg.window, cfg.stride, source)
+    hist = normal_history(frame, encoding, cfg.window, cfg.stride, source)
     if hist.excluded:
         log.info("%s: %d windows touch labelled rows and are left out", source, hist.excluded)
     n = len(hist.windows)

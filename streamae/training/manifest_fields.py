@@ -28,8 +28,10 @@ def model_fields(prep: Prepared, cfg: TrainSettings, code_size: int) -> dict[str
     of the file, when some are not the model's numeric features)."""
     features, center, scale = prep.features, prep.center, prep.scale
     every_one_a_feature = all(f.kind == "numeric" for f in prep.fields)
+    context = prep.encoding.context
     return {
         "fields": [] if every_one_a_feature else [f.model_dump() for f in prep.fields],
+        "context": None if context is None else context.model_dump(),
         "model_version": f"{cfg.variant}-{pd.Timestamp.now('UTC'):%Y%m%dT%H%M%S}",
         "variant": cfg.variant,
         "features": features,
@@ -47,7 +49,7 @@ def reading_residual(prep: Prepared, val_errors: np.ndarray) -> dict[str, Any]:
     """The score fields of the cross-sensor residual: principal axes of the training readings,
     and weights that make it as large as the window errors ``val_errors`` ``(m, F)`` of the
     validation windows."""
-    values = prep.hist.readings.values[prep.train_rows]
+    values = prep.train_values
     train = InputScaler(prep.center, prep.scale)(values[:, None, :])[:, 0, :]
     axes = residual_axes(train.astype(np.float64))
     unit = ReadingResidual(

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from streamae.core.config import TrainSettings
 from streamae.core.progress_bar import Progress
 from streamae.training.export import torch_reconstruct
+from streamae.training.loss import reconstruction_loss
 from streamae.training.models import Autoencoder, PCAReconstructor, build_model
 
 
@@ -27,10 +27,12 @@ def train_model(
     cfg: TrainSettings,
     rng: np.random.Generator,
     progress: bool,
+    groups: np.ndarray | None = None,
 ) -> tuple[Autoencoder, list[dict[str, float]], dict[str, float]]:
     """A ``cfg.variant`` model fitted to scaled windows: the model (best weights), its curve
     (per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``lr``) and any metric of its own
-    (pca: ``explained_variance``)."""
+    (pca: ``explained_variance``). ``groups``: the columns' one-hot groups
+    (``training/loss.py``), None when all are numeric."""
     model = build_model(
         cfg.variant,
         cfg.window,
@@ -44,16 +46,11 @@ def train_model(
         beta=cfg.beta,
     )
     if not isinstance(model, PCAReconstructor):
-        return model, _optimise(model, x_train, x_val, cfg, rng, progress), {}
+        return model, _optimise(model, x_train, x_val, cfg, rng, progress, groups), {}
     explained = model.fit(x_train)
     losses = [float(np.square(torch_reconstruct(model, v)[0] - v).mean()) for v in (x_train, x_val)]
     history = [{"epoch": 1, "train_loss": losses[0], "val_loss": losses[1], "lr": 0.0}]
     return model, history, {"explained_variance": explained}
-
-
-def _reconstruction_loss(loss: str) -> nn.Module:
-    # BCE targets must lie in [0, 1]; scored data may leave the training range
-    return nn.BCELoss() if loss == "bce" else nn.MSELoss()
 
 
 def _optimise(
@@ -63,6 +60,7 @@ def _optimise(
     cfg: TrainSettings,
     rng: np.random.Generator,
     progress: bool,
+    groups: np.ndarray | None,
 ) -> list[dict[str, float]]:
     """Adam on the variant's training loss, early stopping on validation *reconstruction*
     loss (comparable across variants); restores the best weights."""
@@ -74,8 +72,8 @@ def _optimise(
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2)
     elif cfg.lr_schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    recon = _reconstruction_loss(cfg.loss)
-    mse = nn.MSELoss()
+    recon = reconstruction_loss(cfg.loss, groups).to(device)
+    val_error = reconstruction_loss("mse", groups).to(device)  # early stopping: plain error
     xt = torch.from_numpy(x_train).to(device)
     xv = torch.from_numpy(x_val).to(device)
     if cfg.loss == "bce":
@@ -96,7 +94,7 @@ def _optimise(
             total += float(loss.detach()) * len(xb)
         model.eval()
         with torch.no_grad():
-            val_loss = float(mse(model(xv)[0], xv))
+            val_loss = float(val_error(model(xv)[0], xv))
         lr = opt.param_groups[0]["lr"]
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val_loss)

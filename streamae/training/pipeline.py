@@ -100,7 +100,9 @@ def train_exported(prep: Prepared, cfg: TrainSettings, progress: bool) -> Traine
     rng = np.random.default_rng(cfg.seed)
     x, split, n_features = prep.x, prep.split, len(prep.features)
     with torch_threads(cfg.threads):
-        model, history, extra = train_model(x[split.train], x[split.val], n_features, cfg, rng, progress)
+        model, history, extra = train_model(
+            x[split.train], x[split.val], n_features, cfg, rng, progress, prep.encoding.groups
+        )
         model_bytes = export_onnx(model, cfg.window, n_features)
         diff = parity(model, model_bytes, x[split.calib])
         with torch.no_grad():
@@ -144,8 +146,8 @@ def calibrate_trained(
     trained model, both set through the :class:`Scorer` the bundle will serve with."""
     windows, split, model_bytes = prep.hist.windows, prep.split, trained.model_bytes
     fields = model_fields(prep, cfg, trained.code_size)
-    fields["postprocess"] = postprocess(cfg, prep.hist.readings.values[prep.train_rows])
-    fields["adapt"] = adapt(cfg, prep.hist.readings.values[prep.train_rows])
+    fields["postprocess"] = postprocess(cfg, prep.train_values)
+    fields["adapt"] = adapt(cfg, prep.train_values)
     # the Scorer the bundle will serve with. Per-feature errors depend on neither field still
     # unknown (threshold, feature_error_scale): their held-out normal means (validation
     # windows, never optimised on) set the scale, and the scorer with it sets the threshold

@@ -46,7 +46,7 @@ def recalibrate(
     out = Path(out) if out is not None else bundle.path
     if out.exists() and not (out / MANIFEST).is_file():
         raise BundleError(f"{out}: exists and is no bundle; name a new folder or a bundle to replace")
-    windows = normal_history(frame, m.features, m.window, m.stride, source).windows
+    windows = normal_history(frame, m.encoding(), m.window, m.stride, source).windows
     if not len(windows):
         raise DataError(f"{source}: no complete window of {m.window} normal readings to calibrate on")
     smoothing = m.threshold.model_copy(update={"ewma_alpha": ewma_alpha})

@@ -151,7 +151,7 @@ def select_and_fit(
     after = max(float(p.hist.windows.end_ts[p.split.train].max()) for p in preps.values())
     until = min(p.split.calibration_after for p in preps.values())
     stream = faulted_validation(
-        ref.hist.readings, ref.hist.normal_rows, ref.features, after, until, max(preps) - 1, cfg.seed
+        ref.hist.readings, ref.hist.normal_rows, ref.encoding, after, until, max(preps) - 1, cfg.seed
     )
     judged = _judge_all(models, preps, cfg, search.scores, stream, out_dir, source, pinned, progress)
     best = max(range(len(judged)), key=lambda i: judged[i].rank)  # the first of equals
@@ -238,7 +238,7 @@ def judge_model(
     started = time.perf_counter()
     trained = train_exported(prep, candidate_settings(cfg, m, WindowScore()), progress=False)
     train_s = time.perf_counter() - started
-    windows, labels = stream.windows(prep.features, m.window, cfg.stride)
+    windows, labels = stream.windows(prep.encoding, m.window, cfg.stride)
     out = []
     for s in scores_for_window(score_choices, m.window, len(prep.features), pinned):
         c_cfg = candidate_settings(cfg, m, s)

@@ -17,6 +17,7 @@ from helpers import (
 from streamae.core.config import VARIANTS, ConfigError, TrainSettings
 from streamae.core.messages import ScoreMessage
 from streamae.demo.simulate import to_messages
+from streamae.demo.transactions import simulate_transactions
 from streamae.serving.clients.admin import daemon_topics, ensure_topics, publish
 from streamae.serving.commit import state_store
 from streamae.training.fit import fit
@@ -125,3 +126,28 @@ def test_a_missing_state_topic_stops_the_daemon_naming_the_setting(
     d.thread.join(60)
     assert isinstance(d.error, ConfigError)
     assert "STREAMAE_KAFKA__STATE_TOPIC" in str(d.error) and "0 partitions for the 3" in str(d.error)
+
+
+def test_transactions_with_categories_and_key_context_score_across_a_restart_like_offline(
+    kafka_bootstrap, topics, tmp_path
+):
+    """Card transactions (text fields, per-key context features): the daemon, stopped halfway
+    and started again, scores every window exactly as ``streamae score`` does on the file,
+    and names input fields (never one-hot columns) in its top features."""
+    history = simulate_transactions(accounts=12, days=12, frauds_per_account=0, seed=5).frame
+    bundle = tmp_path / "cards"
+    cfg = TrainSettings(window=6, epochs=5)
+    fit(history.drop(columns=["label", "anomaly_type"]), bundle, cfg, "cards", progress=False)
+    s = settings_for(kafka_bootstrap, topics)
+    frame = simulate_transactions(accounts=12, days=6, frauds_per_account=1, seed=6).frame
+    msgs = list(to_messages(frame))
+    cut = len(msgs) // 2
+    with DaemonThread(s, bundle):
+        publish(s.kafka, msgs[:cut])
+        read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame.iloc[:cut], window=6))
+    with DaemonThread(s, bundle):
+        publish(s.kafka, msgs[cut:])
+        scores = read_topic(s.kafka, s.kafka.scores_topic, expected_windows(frame, window=6))
+    assert_same_scores(scores, offline_scores(bundle, frame))
+    named = {f["feature"] for doc in scores for f in doc["top_features"]}
+    assert named <= {"amount", "merchant_category", "country", "channel", "timing"} and "country" in named

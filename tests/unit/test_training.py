@@ -183,7 +183,7 @@ def test_manifest_records_the_settings_and_curve(bundle_dir):
 def test_too_little_history_is_a_clear_error(history, tmp_path):
     with pytest.raises(DataError, match="need 50"):
         fit(history.head(40), tmp_path / "x", TrainSettings(window=10), progress=False)
-    with pytest.raises(DataError, match="no numeric field to model"):
+    with pytest.raises(DataError, match="no field to model"):
         fit(history[["timestamp", "key"]], tmp_path / "y", TrainSettings(), progress=False)
 
 

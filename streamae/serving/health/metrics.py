@@ -25,6 +25,11 @@ from streamae.serving.transport import Partition
 # -- throughput (updated by the loop and the publisher) ------------------------------
 READINGS = Counter("streamae_readings_total", "Readings decoded and windowed")
 DEAD_LETTERS = Counter("streamae_dead_letters_total", "Records sent to the dead-letter topic")
+UNSEEN = Counter(
+    "streamae_unseen_categories_total",
+    "Categorical values not in the bundle's vocabulary: read as 'other'",
+    ["field"],
+)
 WINDOWS = Counter("streamae_windows_scored_total", "Windows scored and published")
 REPLAYED = Counter("streamae_windows_replayed_total", "Windows rebuilt after a restart, not republished")
 ALERTS = Counter("streamae_alert_events_total", "Alert events published", ["event"])

@@ -101,7 +101,7 @@ def test_a_batch_message_over_the_limit_is_split_and_a_window_that_still_is_beco
     too_long = [f * 1000 for f in scorer.manifest.features]  # no window can fit any more
     manifest = scorer.manifest.model_copy(update={"features": too_long})
     tiny = Scorer.__new__(Scorer)
-    tiny.__dict__.update(scorer.__dict__, manifest=manifest)
+    tiny.__dict__.update(scorer.__dict__, manifest=manifest, attributed_to=too_long)
     out = build(tiny, s, OutputSettings(scores="batch", max_message_bytes=16_384), "scores")
     assert out.too_large and not out.records
     assert {r.code for r in out.too_large} == {"output_too_large"} and len(out.too_large) == len(w)
