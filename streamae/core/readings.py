@@ -99,7 +99,7 @@ def _need_parquet(path: Path) -> None:
 def _numbers(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
     """The numeric ``columns`` as float32, refusing a missing or non-finite value."""
     try:
-        values = frame[columns].to_numpy(dtype=np.float32)
+        values: np.ndarray = frame[columns].to_numpy(dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{source}: a numeric column holds something else ({exc})") from None
     bad = ~np.isfinite(values)

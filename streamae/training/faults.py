@@ -240,8 +240,8 @@ def inject_categories(
     n = len(out)
     free = np.ones(n, dtype=bool)
     free[:margin] = False
-    for start in np.flatnonzero(labels):
-        free[max(0, start - margin) : start + margin + 1] = False
+    for at in np.flatnonzero(labels).tolist():
+        free[max(0, at - margin) : at + margin + 1] = False
     made = 0
     for _ in range(n_faults):
         c = int(rng.integers(len(sizes)))

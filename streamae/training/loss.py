@@ -19,6 +19,9 @@ from streamae.core.score_graph import LOGIT_CLIP, one_hot_matrices
 class FieldLoss(nn.Module):
     """MSE for numeric columns, cross-entropy for one-hot ``groups`` (``(F,)``, -1: numeric)."""
 
+    same: Tensor  # (F, F): 1 where two columns share a group (buffers, so .to(device) moves them)
+    mask: Tensor  # (F,): 1 on one-hot columns
+
     def __init__(self, groups: np.ndarray) -> None:
         super().__init__()
         same, _, mask = one_hot_matrices(groups)
@@ -28,16 +31,13 @@ class FieldLoss(nn.Module):
         self.n_groups = len(set(np.asarray(groups)[np.asarray(groups) >= 0].tolist()))
 
     def forward(self, recon: Tensor, x: Tensor) -> Tensor:
-        numeric = 1 - self.mask
-        terms = []
-        if self.n_numeric:
-            mse = ((recon - x).square() * numeric).sum(dim=-1) / self.n_numeric
-            terms.append(mse.mean() * self.n_numeric)
         logits = recon.clamp(-LOGIT_CLIP, LOGIT_CLIP)
         log_p = logits - torch.log(torch.exp(logits) @ self.same)
-        ce = -(x * log_p * self.mask).sum(dim=-1) / self.n_groups  # mean over the groups
-        terms.append(ce.mean() * self.n_groups)
-        return sum(terms) / (self.n_numeric + self.n_groups)
+        # summed over the groups' columns: per reading, the sum of its groups' cross-entropies
+        total = -(x * log_p * self.mask).sum(dim=-1).mean()
+        if self.n_numeric:
+            total = total + ((recon - x).square() * (1 - self.mask)).sum(dim=-1).mean()
+        return total / (self.n_numeric + self.n_groups)
 
 
 def reconstruction_loss(loss: str, groups: np.ndarray | None) -> nn.Module:
