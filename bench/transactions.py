@@ -1,10 +1,9 @@
 """Card transactions: streamae's scores against a global IsolationForest and PCA on the same rows.
 
-    streamae simulate --kind transactions --entities 100 --hours 720 --anomalies 0 --seed 1 -o normal.csv
-    streamae simulate --kind transactions --entities 100 --hours 720 --anomalies 2 --seed 2 -o test.csv
-    streamae train normal.csv -o bundle [--variant dense --window 10]
-    streamae score bundle test.csv -o scores.csv
-    python bench/transactions.py normal.csv test.csv scores.csv
+    python bench/transactions.py NORMAL.csv TEST.csv SCORES.csv
+
+with the files and commands in docs/benchmarks.md ("Card transactions"): the first half of
+the accounts' history trains, the second half (SCORES.csv: ``streamae score`` of it) is judged.
 
 The baselines see each transaction alone (one-hot fields and log-amount), fitted on the same
 normal history; every method is judged on the rows that end a scored window (labels: the
