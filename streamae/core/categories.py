@@ -35,7 +35,8 @@ def as_text(values: pd.Series | Sequence[object] | np.ndarray) -> pd.Series:
     if pd.api.types.is_bool_dtype(series):
         return series.map({True: "true", False: "false"}).astype(object)
     out = series.astype(object).where(series.notna(), "")
-    return out.map(_text) if not out.map(type).eq(str).all() else out
+    # one C-speed type scan; only a column that is not all text is mapped value by value
+    return out if pd.api.types.infer_dtype(out, skipna=False) == "string" else out.map(_text)
 
 
 def _text(value: object) -> str:
@@ -62,15 +63,27 @@ def names(vocab: Sequence[str], codes_: np.ndarray) -> list[str]:
     return [labels[int(c)] for c in np.asarray(codes_).ravel().tolist()]
 
 
-def category_text(value: object, name: str) -> str:
-    """A message's categorical value as text (a boolean as ``true``/``false``, null as the
-    empty value); ValueError for anything else, or text over :data:`MAX_CATEGORY_CHARS`."""
-    if value is True or value is False:
-        return "true" if value else "false"
-    if value is None:
-        return ""
-    if type(value) is not str:
-        raise ValueError(f"value of '{name}' must be text, got {type(value).__name__}")
-    if len(value) > MAX_CATEGORY_CHARS:
-        raise ValueError(f"value of '{name}' is {len(value)} characters; the limit is {MAX_CATEGORY_CHARS}")
-    return value
+def message_codes(
+    values: Sequence[object], vocab: Sequence[str], name: str
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """:func:`codes` of one field's values in messages, and the positions of those refused,
+    with the reason: a value must be text of at most :data:`MAX_CATEGORY_CHARS` characters,
+    a boolean (``true``/``false``) or null (the empty value)."""
+    series = pd.Series(values, dtype=object)
+    if pd.api.types.infer_dtype(series, skipna=False) == "string":  # the C-speed common case
+        odd = np.flatnonzero(series.str.len().to_numpy() > MAX_CATEGORY_CHARS)
+    else:  # the slow path: value by value
+        odd = np.flatnonzero(~series.map(_is_category).to_numpy(dtype=bool))
+    refused = {r: _refusal(series[r], name) for r in odd.tolist()}
+    found, unseen = codes(series.where(~series.index.isin(odd), ""), vocab)
+    return found, unseen, refused
+
+
+def _is_category(value: object) -> bool:
+    return value is None or type(value) is bool or (type(value) is str and len(value) <= MAX_CATEGORY_CHARS)
+
+
+def _refusal(value: object, name: str) -> str:
+    if type(value) is str:
+        return f"value of '{name}' is {len(value)} characters; the limit is {MAX_CATEGORY_CHARS}"
+    return f"value of '{name}' must be text, got {type(value).__name__}"

@@ -20,6 +20,7 @@ How categorical fields and the per-key context become model inputs: ``core/encod
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -91,10 +92,8 @@ def infer_fields(
         unknown = [c for c in names if c not in columns]
         if unknown:
             raise DataError(f"{source}: {flag} names no column of the file: {unknown} (columns: {columns})")
-    twice = sorted(
-        set(choices.categorical) & set(choices.numeric)
-        | set(choices.ignore) & {*choices.categorical, *choices.numeric}
-    )
+    lists = Counter(c for names in named.values() for c in set(names))
+    twice = sorted(c for c, n in lists.items() if n > 1)
     if twice:
         raise DataError(f"{source}: column(s) {twice} named by more than one of {', '.join(named)}")
     return [_field(c, frame[c], choices) for c in columns]

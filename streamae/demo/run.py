@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import orjson
 import pandas as pd
 
 from streamae.core.config import Settings, TrainSettings
 from streamae.core.manifest import Manifest
-from streamae.demo.simulate import DAY_S, Anomaly, Simulation, simulate, to_messages
+from streamae.demo.scenarios import Scenario, reach
+from streamae.demo.simulate import DAY_S, Anomaly, to_messages
 from streamae.evaluation.plots import plot_scores
 from streamae.serving.assembly import build_daemon
 from streamae.serving.clients.admin import follow, publish
 from streamae.serving.loop import DaemonStats
 from streamae.training.fit import fit
-
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ class DemoSummary:
     caught: int
     false_alerts: int
     daemon: DaemonStats
+    by_kind: dict[str, tuple[int, int]]  # anomaly kind: (caught, injected)
 
     def lines(self) -> list[str]:
         return [
@@ -43,20 +43,22 @@ class DemoSummary:
             f"alerts opened          {self.alerts}",
             f"anomalies caught       {self.caught} / {self.anomalies}",
             f"false alerts           {self.false_alerts}",
+            "caught by kind         " + ", ".join(f"{k} {c}/{n}" for k, (c, n) in self.by_kind.items()),
         ]
 
 
 def match_alerts(
-    anomalies: list[Anomaly], alerts: list[tuple[str, float, float]], tolerance_s: float
-) -> tuple[int, int]:
-    """(anomalies caught, false alerts). An alert catches an anomaly of its key when its span
-    overlaps the anomaly's span extended by ``tolerance_s`` (a window still holds it)."""
+    anomalies: list[Anomaly], reaches: list[float], alerts: list[tuple[str, float, float]]
+) -> tuple[list[bool], int]:
+    """(whether each anomaly is caught, false alerts). An alert catches an anomaly of its key
+    when its span overlaps the anomaly's span extended to its reach (while a window holds it)."""
+    spans = list(zip(anomalies, reaches))
 
-    def overlaps(a: Anomaly, al: tuple[str, float, float]) -> bool:
-        return al[0] == a.key and al[1] <= a.end + tolerance_s and al[2] >= a.start
+    def overlaps(a: Anomaly, until: float, al: tuple[str, float, float]) -> bool:
+        return al[0] == a.key and al[1] <= until and al[2] >= a.start
 
-    caught = sum(any(overlaps(a, al) for al in alerts) for a in anomalies)
-    false = sum(not any(overlaps(a, al) for a in anomalies) for al in alerts)
+    caught = [any(overlaps(a, r, al) for al in alerts) for a, r in spans]
+    false = sum(not any(overlaps(a, r, al) for a, r in spans) for al in alerts)
     return caught, false
 
 
@@ -77,24 +79,20 @@ def format_alert(event: dict) -> str:
 def run_demo(
     settings: Settings,
     workdir: Path,
+    scenario: Scenario,
     *,
-    entities: int = 4,
-    history_days: float = 3,
-    stream_hours: float = 24,
-    anomalies_per_entity: int = 3,
     seed: int = 7,
     epochs: int = 40,
     timeout_s: float = 300,
     say: Callable[[str], None] = print,
 ) -> DemoSummary:
-    """Run the whole demo against ``settings.kafka.bootstrap_servers``; return the summary."""
+    """Run the whole demo of ``scenario`` against ``settings.kafka.bootstrap_servers``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    say(f"[1/5] simulating {history_days:g} days of normal history for {entities} machines")
-    history = simulate(entities, history_days * DAY_S, anomalies_per_entity=0, start=T0, seed=seed)
-    history.frame.to_csv(workdir / "history.csv", index=False)
-    m = _train(
-        history.frame, workdir / "bundle", TrainSettings(variant="auto", epochs=epochs, seed=seed), say
-    )
+    history, stream = scenario.history.frame, scenario.stream.frame
+    span = (history["timestamp"].max() - history["timestamp"].min()) / DAY_S
+    say(f"[1/5] simulated {span:.0f} days of normal history for {history['key'].nunique()} {scenario.noun}")
+    history.to_csv(workdir / "history.csv", index=False)
+    m = _train(history, workdir / "bundle", TrainSettings(variant="auto", epochs=epochs, seed=seed), say)
 
     settings = _demo_settings(settings, workdir / "bundle")
     k = settings.kafka
@@ -103,32 +101,18 @@ def run_demo(
     thread = threading.Thread(target=daemon.run, name="streamae-daemon", daemon=True)
     thread.start()
 
-    stream = simulate(
-        entities,
-        stream_hours * 3600,
-        anomalies_per_entity=anomalies_per_entity,
-        start=T0 + history_days * DAY_S,
-        seed=seed + 1,
-    )
-    stream.frame.to_csv(workdir / "stream.csv", index=False)
+    stream.to_csv(workdir / "stream.csv", index=False)
     say(
-        f"[4/5] streaming {len(stream.frame)} readings with {len(stream.anomalies)} injected "
-        "anomalies (and 2 malformed records)"
+        f"[4/5] streaming {len(stream)} readings with {len(scenario.stream.anomalies)} injected "
+        f"anomalies (and {len(scenario.malformed)} malformed records)"
     )
-    publish(k, [*to_messages(stream.frame), *MALFORMED])
-    counts = stream.frame.groupby("key").size()
+    publish(k, [*to_messages(stream), *scenario.malformed])
+    counts = stream.groupby("key").size()
     expected = int(sum(max(0, (n - m.window) // m.stride + 1) for n in counts))
     scores, alerts = _follow(settings, expected, timeout_s, say)
     daemon.stop()
     thread.join(timeout=60)
-    return _summarise(stream, scores, alerts, m, daemon.stats, workdir, say)
-
-
-# one record that is not JSON, one with a value that is not a number: both dead letters
-MALFORMED = [
-    (b"machine-01", b"{not json"),
-    (b"machine-02", orjson.dumps({"key": "machine-02", "ts": T0, "values": {"flow": "high"}})),
-]
+    return _summarise(scenario, scores, alerts, m, daemon.stats, workdir, say)
 
 
 def _train(history: pd.DataFrame, bundle: Path, cfg: TrainSettings, say: Callable[[str], None]) -> Manifest:
@@ -161,7 +145,7 @@ def _demo_settings(settings: Settings, bundle: Path) -> Settings:
 
 
 def _summarise(
-    stream: Simulation,
+    scenario: Scenario,
     scores: pd.DataFrame,
     alerts: list[dict],
     m: Manifest,
@@ -169,10 +153,12 @@ def _summarise(
     workdir: Path,
     say: Callable[[str], None],
 ) -> DemoSummary:
+    stream = scenario.stream
     spans = _alert_spans(alerts, scores)
-    caught, false = match_alerts(stream.anomalies, spans, m.window * 60.0)
+    hits, false = match_alerts(stream.anomalies, reach(stream, stream.anomalies, m.window), spans)
+    plotted = scores[scores["key"].isin(scenario.plotted_keys())]
     plot = plot_scores(
-        scores,
+        plotted,
         workdir / "scores.png",
         stream.anomalies_frame(),
         spans,
@@ -184,9 +170,13 @@ def _summarise(
         windows_scored=len(scores),
         alerts=sum(a["event"] == "open" for a in alerts),
         anomalies=len(stream.anomalies),
-        caught=caught,
+        caught=sum(hits),
         false_alerts=false,
         daemon=stats,
+        by_kind={
+            kind: (sum(h for a, h in zip(stream.anomalies, hits) if a.kind == kind), n)
+            for kind, n in Counter(a.kind for a in stream.anomalies).items()
+        },
     )
     say("[5/5] summary")
     for line in summary.lines():

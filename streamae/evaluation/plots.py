@@ -46,13 +46,11 @@ def plot_scores(
         ax.plot(t, s["threshold"], lw=1, ls="--", color="tab:red", label="threshold")
         if labels is not None:
             for row in labels[labels["key"] == key].itertuples():
-                ax.axvspan(
-                    pd.to_datetime(row.start, unit="s"),
-                    pd.to_datetime(row.end, unit="s"),
-                    color="orange",
-                    alpha=0.3,
-                    lw=0,
-                )
+                start, end = pd.to_datetime(row.start, unit="s"), pd.to_datetime(row.end, unit="s")
+                if end > start:
+                    ax.axvspan(start, end, color="orange", alpha=0.3, lw=0)
+                else:  # a point anomaly (one transaction) has no width to shade
+                    ax.axvline(start, color="orange", alpha=0.8, lw=1.5)
         for k, start, end in alerts:
             if k == key:
                 ax.axvspan(

@@ -6,18 +6,17 @@ uses orjson, touches each reading once and leaves numeric checks to one numpy pa
 
 from __future__ import annotations
 
-import math
 import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
-from streamae.core.categories import category_text
+from streamae.core.categories import message_codes
 from streamae.core.readings import Readings
+from streamae.serving.conversion import convert, numeric_rows, numeric_stamps, parse_timestamp
 from streamae.serving.dead_letters import Rejected
 from streamae.serving.health.metrics import UNSEEN
 
@@ -45,33 +44,12 @@ class _Invalid(ValueError):
         self.code = code
 
 
-def parse_timestamp(ts: Any) -> float:
-    """Epoch seconds from a number or an ISO 8601 string (UTC when no offset is given)."""
-    if isinstance(ts, bool):
-        raise ValueError("timestamp must be a number or an ISO 8601 string, not a boolean")
-    if isinstance(ts, (int, float)):
-        value = float(ts)
-    elif isinstance(ts, str):
-        parsed = datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        value = parsed.timestamp()
-    else:
-        raise ValueError(f"timestamp must be a number or an ISO 8601 string, got {ts!r}")
-    if not math.isfinite(value):
-        raise ValueError("timestamp is not finite")
-    return value
-
-
 #: Longest entity key accepted: a key travels in every score and alert of its windows, so an
 #: unbounded one would make every output of that key too large for the broker.
 MAX_KEY_CHARS = 256
 #: How far ahead of this host's clock an event time may be; further is a broken clock or a unit
 #: error (ms for s), and would otherwise look like a long silence to the key's windows.
 MAX_FUTURE_S = 86_400.0
-#: Rows converted one by one at most; larger runs are split so one odd record does not
-#: send its whole batch down the slow path.
-_SLOW_RUN = 8
 
 
 class ReadingDecoder:
@@ -93,17 +71,19 @@ class ReadingDecoder:
     ) -> None:
         self.features = tuple(features)
         categories = categories or {}
-        # categorical inputs: (position, name, value -> code); others: the 'other' code, counted
-        vocab = {f: {v: c for c, v in enumerate(categories[f])} for f in categories}
-        self._categorical = [(j, f, vocab[f]) for j, f in enumerate(self.features) if f in vocab]
         self.numeric = tuple(f for f in self.features if f not in categories)
-        self.unseen: dict[str, int] = dict.fromkeys(categories, 0)
+        # categorical inputs are read apart from the numbers and coded a column at a time
+        self.categorical = tuple(f for f in self.features if f in categories)
+        self._vocab = {f: list(categories[f]) for f in self.categorical}
+        self._at = (
+            [j for j, f in enumerate(self.features) if f not in categories],
+            [j for j, f in enumerate(self.features) if f in categories],
+        )
+        self.unseen: dict[str, int] = dict.fromkeys(self.categorical, 0)
         self.max_key_chars = max_key_chars
         self.max_future_s = max_future_s
         self.clock = clock
-        getter = operator.itemgetter(*self.features)
-        # itemgetter of one name returns a bare value; keep rows as tuples either way
-        self._row = getter if len(self.features) > 1 else (lambda v: (getter(v),))
+        self._row, self._cats = _getter(self.numeric), _getter(self.categorical)
 
     def decode(
         self, records: Sequence[RecordLike], topic: str = "", partition: int = 0
@@ -112,6 +92,7 @@ class ReadingDecoder:
         keys: list[str] = []
         stamps: list[Any] = []
         rows: list[tuple[Any, ...]] = []
+        cats: list[tuple[Any, ...]] = []
         offsets: list[int] = []
         origins: list[tuple[RecordLike, int | None]] = []
         rejected: list[Rejected] = []
@@ -132,23 +113,24 @@ class ReadingDecoder:
             maybe_bool = rec.value is not None and (b"true" in rec.value or b"false" in rec.value)
             for i, item in enumerate(items):
                 try:
-                    key, stamp, row = self._reading(item, rec, maybe_bool)
+                    key, stamp, row, cat = self._reading(item, rec, maybe_bool)
                 except (KeyError, ValueError, TypeError) as exc:  # ours (_Invalid) carry a code
                     rejected.append(_rejected_reading(rec, exc, i if many else None))
                     continue
                 keys.append(key)
                 stamps.append(stamp)
                 rows.append(row)
+                cats.append(cat)
                 offsets.append(rec.offset)
                 origins.append((rec, i if many else None))
 
-        return self._columns(keys, stamps, rows, offsets, origins, lists, topic, partition, rejected)
+        return self._columns(keys, stamps, (rows, cats), offsets, origins, lists, topic, partition, rejected)
 
     def _columns(
         self,
         keys: list[str],
         stamps: list[Any],
-        rows: list[tuple[Any, ...]],
+        raw: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]],
         offsets: list[int],
         origins: list[tuple[RecordLike, int | None]],
         lists: bool,
@@ -158,16 +140,20 @@ class ReadingDecoder:
     ) -> tuple[Readings, list[Rejected]]:
         """The readings as columns, in one numpy conversion; those whose values or time do
         not convert join ``rejected``."""
-        if not rows:
+        if not keys:
             return Readings.empty(len(self.features), topic, partition), rejected
-        values, bad = self._to_matrix(rows)
+        values = np.empty((len(keys), len(self.features)), dtype=np.float32)
+        values[:, self._at[0]], bad = self._to_matrix(raw[0])
+        values[:, self._at[1]], unseen, bad_cat = self._codes(raw[1])
         ts, bad_ts = self._to_timestamps(stamps)
-        bad.update((r, reason) for r, reason in bad_ts.items() if r not in bad)
-        good = np.ones(len(rows), dtype=bool)
+        for more in (bad_cat, bad_ts):
+            bad.update((r, reason) for r, reason in more.items() if r not in bad)
+        good = np.ones(len(keys), dtype=bool)
         for r, (code, reason) in sorted(bad.items()):
             good[r] = False
             rec, index = origins[r]
             rejected.append(_reject(rec, reason, index, code))
+        self._count_unseen(unseen[good])
         readings = Readings(
             keys=np.array(keys, dtype=object)[good],
             ts=ts[good],
@@ -179,8 +165,11 @@ class ReadingDecoder:
         )
         return readings, rejected
 
-    def _reading(self, item: Any, rec: RecordLike, maybe_bool: bool) -> tuple[str, Any, tuple[Any, ...]]:
-        """Key, raw timestamp and raw feature values of one reading; raises on a bad one."""
+    def _reading(
+        self, item: Any, rec: RecordLike, maybe_bool: bool
+    ) -> tuple[str, Any, tuple[Any, ...], tuple[Any, ...]]:
+        """Key, raw timestamp, raw numeric and raw categorical values of one reading; raises on
+        a bad one."""
         if type(item) is not dict:
             raise _Invalid("not_an_object", f"a reading must be a JSON object, got {type(item).__name__}")
         values = item["values"]
@@ -189,11 +178,9 @@ class ReadingDecoder:
                 "not_an_object", f"'values' must be an object of numbers, got {type(values).__name__}"
             )
         row = self._row(values)
-        if self._categorical:
-            row = self._coded(row)
         if maybe_bool:
-            for f, v in zip(self.features, row):
-                if (v is True or v is False) and f in self.numeric:
+            for f, v in zip(self.numeric, row):
+                if v is True or v is False:
                     raise _Invalid("not_a_number", f"value of '{f}' is a boolean, not a number")
         stamp = item["ts"]
         if stamp is True or stamp is False:
@@ -207,23 +194,28 @@ class ReadingDecoder:
             raise _Invalid(
                 "key_too_long", f"key is {len(key)} characters long; the limit is {self.max_key_chars}"
             )
-        return key, stamp, row
+        return key, stamp, row, self._cats(values)
 
-    def _coded(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        """``row`` with its categorical values as codes: text, a boolean (``true``/``false``)
-        or null (the empty value); anything else, or text over the size limit, is refused."""
-        out = list(row)
-        for j, name, vocab in self._categorical:
-            try:
-                code = vocab.get(category_text(out[j], name))
-            except ValueError as exc:
-                raise _Invalid("not_a_category", str(exc)) from None
-            if code is None:
-                code = len(vocab)
-                self.unseen[name] += 1
-                UNSEEN.labels(name).inc()
-            out[j] = code
-        return tuple(out)
+    def _codes(
+        self, cats: list[tuple[Any, ...]]
+    ) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[str, str]]]:
+        """Codes ``(n, C)`` of the categorical values, which of them are unseen, and the rows
+        with a value that is not text, a boolean or null, or text over the size limit."""
+        n = len(cats)
+        out = np.zeros((n, len(self.categorical)), dtype=np.float32)
+        unseen = np.zeros((n, len(self.categorical)), dtype=bool)
+        bad: dict[int, tuple[str, str]] = {}
+        for j, (name, column) in enumerate(zip(self.categorical, zip(*cats))):
+            out[:, j], unseen[:, j], refused = message_codes(column, self._vocab[name], name)
+            for r, why in refused.items():
+                bad.setdefault(r, ("not_a_category", why))
+        return out, unseen, bad
+
+    def _count_unseen(self, unseen: np.ndarray) -> None:
+        for name, n in zip(self.categorical, unseen.sum(axis=0).tolist()):
+            if n:
+                self.unseen[name] += n
+                UNSEEN.labels(name).inc(n)
 
     @staticmethod
     def _fallback_key(key: Any, rec: RecordLike) -> str:
@@ -236,19 +228,19 @@ class ReadingDecoder:
     def _to_matrix(self, rows: list[tuple[Any, ...]]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
         """Values ``(n, F)`` as float32, and the rows that are not all finite numbers
         (row → (reason code, reason))."""
-        matrix = np.zeros((len(rows), len(self.features)), dtype=np.float32)
+        matrix = np.zeros((len(rows), len(self.numeric)), dtype=np.float32)
         bad = {
             r: ("not_a_number", why)
-            for r, why in _convert(rows, matrix, _numeric_rows, self._row_values).items()
+            for r, why in convert(rows, matrix, numeric_rows, self._row_values).items()
         }
         for r in np.flatnonzero(~np.isfinite(matrix).all(axis=1)).tolist():
             if r not in bad:
-                f = self.features[int(np.flatnonzero(~np.isfinite(matrix[r]))[0])]
+                f = self.numeric[int(np.flatnonzero(~np.isfinite(matrix[r]))[0])]
                 bad[r] = ("not_a_number", f"value of '{f}' is not finite (or overflows float32)")
         return matrix, bad
 
     def _row_values(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        for f, v in zip(self.features, row):
+        for f, v in zip(self.numeric, row):
             if type(v) not in (int, float):
                 raise TypeError(f"value of '{f}' is not a number: {v!r}")
         return row
@@ -256,7 +248,7 @@ class ReadingDecoder:
     def _to_timestamps(self, stamps: list[Any]) -> tuple[np.ndarray, dict[int, tuple[str, str]]]:
         """Epoch seconds for every stamp, and the stamps that are unreadable or out of range."""
         out = np.zeros(len(stamps), dtype=np.float64)
-        parsed = _convert(stamps, out, _numeric_stamps, parse_timestamp)
+        parsed = convert(stamps, out, numeric_stamps, parse_timestamp)
         bad = {r: ("invalid_timestamp", why) for r, why in parsed.items()}
         latest = self.clock() + self.max_future_s
         for r in np.flatnonzero((out > latest) | (out < 0)).tolist():
@@ -271,60 +263,13 @@ class ReadingDecoder:
         return out, bad
 
 
-def _numeric_rows(rows: list[Any]) -> np.ndarray | None:
-    # dtype inference is the vectorised type check: any string, null or nested value
-    # turns the whole array into a non-numeric kind
-    try:
-        matrix = np.array(rows)
-    except (TypeError, ValueError):
-        return None
-    if matrix.dtype.kind not in "fiu" or matrix.ndim != 2:
-        return None
-    with np.errstate(over="ignore"):
-        return matrix.astype(np.float32)
-
-
-def _numeric_stamps(stamps: list[Any]) -> np.ndarray | None:
-    try:
-        arr = np.array(stamps)
-    except (TypeError, ValueError):
-        return None
-    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
-        return None
-    return arr.astype(np.float64)
-
-
-def _convert(
-    items: list[Any],
-    out: np.ndarray,
-    fast: Callable[[list[Any]], np.ndarray | None],
-    slow: Callable[[Any], Any],
-) -> dict[int, str]:
-    """Fill ``out`` from ``items``: ``fast`` converts a run at once (None: the run holds an
-    odd item); a run that fails is halved until it is short, then ``slow`` takes each item
-    (raising ValueError/TypeError for a bad one). Returns the reasons of the bad items.
-
-    So a batch with a few odd items still converts in a few vectorised calls, and each
-    item's fate depends on that item alone.
-    """
-    bad: dict[int, str] = {}
-    todo = [(0, len(items))]
-    while todo:
-        lo, hi = todo.pop()
-        converted = fast(items[lo:hi])
-        if converted is not None:
-            out[lo:hi] = converted
-        elif hi - lo > _SLOW_RUN:
-            mid = (lo + hi) // 2
-            todo += [(mid, hi), (lo, mid)]
-        else:
-            for r in range(lo, hi):
-                try:
-                    with np.errstate(over="ignore"):
-                        out[r] = slow(items[r])
-                except (TypeError, ValueError, OverflowError) as exc:
-                    bad[r] = str(exc)
-    return bad
+def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """The values of ``names`` in a reading's ``values``, as a tuple (KeyError if one is missing)."""
+    if not names:
+        return lambda _: ()
+    getter = operator.itemgetter(*names)
+    # itemgetter of one name returns a bare value; keep rows as tuples either way
+    return getter if len(names) > 1 else (lambda v: (getter(v),))
 
 
 def _rejected_reading(rec: RecordLike, exc: Exception, index: int | None) -> Rejected:

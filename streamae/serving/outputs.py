@@ -87,7 +87,7 @@ def build(scorer: Scorer, s: Scored, o: OutputSettings, topic: str) -> ScoreReco
         return _single(docs, w, o.max_message_bytes, topic, policy=policy)
     records: list[tuple[bytes, bytes, int, int]] = []
     too_large: list[Rejected] = []
-    for doc in _batch_docs(s, hot, scorer.attributed_to, threshold, m.model_version):
+    for doc in _batch_docs(s, hot, s.names, threshold, m.model_version):
         _fit_batch(doc, o.max_message_bytes, topic, s.windows, records, too_large)
     return ScoreRecords(records, policy, too_large)
 

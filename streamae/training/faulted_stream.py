@@ -119,7 +119,7 @@ def faulted_validation(
         np.concatenate(judged),
         np.concatenate(clean),
         count,
-        tuple(kinds),
+        (*kinds, "new_category") if encoding.categories else tuple(kinds),
         seed,
         replicas,
     )

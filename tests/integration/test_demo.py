@@ -42,3 +42,37 @@ def test_demo_selects_a_detector_streams_and_prints_alerts_and_the_summary(
     assert (tmp_path / "run" / "scores.png").stat().st_size > 10_000
     # a progress bar written to a pipe is a line per stage, not carriage-return frames
     assert "\r" not in out
+
+
+def test_transaction_demo_alerts_name_the_account_and_the_field(kafka_bootstrap: str, tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMAE_")}
+    env.update(
+        STREAMAE_KAFKA__BOOTSTRAP_SERVERS=kafka_bootstrap,
+        STREAMAE_MODEL__PROVIDERS='["CPUExecutionProvider"]',
+    )
+    cmd = [sys.executable, "-m", "streamae", "demo", "--kind", "transactions", "--epochs", "8"]
+    cmd += ["--workdir", str(tmp_path / "run")]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    manifest = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
+    kinds = {f["name"]: f["kind"] for f in manifest["fields"]}
+    assert kinds == {
+        "amount": "numeric",
+        "merchant_category": "categorical",
+        "country": "categorical",
+        "channel": "categorical",
+    }
+    # an alert names the account and the input fields that made it odd, never a one-hot column
+    opened = re.findall(r"ALERT OPEN  (acct-\d{4}) .* top: (.*)$", out, re.M)
+    assert opened, out[-4000:]
+    fields = {f.rsplit(" ", 1)[0] for _, top in opened for f in top.split(", ")}
+    assert fields <= {"amount", "merchant_category", "country", "channel", "timing"}, fields
+    summary = dict(re.findall(r"^ {6}([a-z ]+?)\s{2,}(\S.*)$", out, re.M))
+    assert summary["dead letters"] == "2"  # invalid JSON, and a number for the categorical country
+    assert "(not_a_category)" in out
+    caught, injected = map(int, summary["anomalies caught"].split(" / "))
+    assert injected == 40 and caught >= 20  # one fraud per account; 27 caught when written
+    assert int(summary["false alerts"]) <= 2
+    by_kind = dict(re.findall(r"(\w+) (\d+)/8", summary["caught by kind"]))
+    assert int(by_kind["new_country"]) >= 6 and int(by_kind["amount_spike"]) >= 5

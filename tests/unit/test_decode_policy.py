@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 from kafka.consumer.fetcher import ConsumerRecord
 
-from streamae.serving import decode as decode_module
+from streamae.serving import conversion
 from streamae.serving.decode import MAX_KEY_CHARS, ReadingDecoder
 
 FEATURES = ["a", "b", "c"]
@@ -119,15 +119,15 @@ def test_one_odd_record_costs_a_few_vectorised_calls_not_a_per_row_pass():
 
     def fast(run):
         calls["fast"] += 1
-        return decode_module._numeric_stamps(run)
+        return conversion.numeric_stamps(run)
 
     def slow(item):
         calls["slow"] += 1
         return float(item)
 
     out = np.zeros(len(items))
-    bad = decode_module._convert(items, out, fast, slow)
+    bad = conversion.convert(items, out, fast, slow)
     assert list(bad) == [1234]
-    assert calls["slow"] <= decode_module._SLOW_RUN
+    assert calls["slow"] <= conversion._SLOW_RUN
     assert calls["fast"] <= 2 * int(np.log2(len(items))) + 1
     assert out[1233] == 1233.0 and out[1235] == 1235.0

@@ -108,12 +108,19 @@ def test_the_decoder_codes_categories_and_puts_unseen_values_in_the_other_bucket
         rec({"key": "a", "ts": 4, "values": {"amount": 8, "country": 49}}, offset=3),
         rec({"key": "a", "ts": 5, "values": {"amount": 9, "country": "x" * 300}}, offset=4),
         rec({"key": "a", "ts": 6, "values": {"amount": "DE", "country": "DE"}}, offset=5),
+        # a dead letter for its time: its unseen country is not counted as served
+        rec({"key": "a", "ts": "yesterday", "values": {"amount": 9, "country": "JP"}}, offset=6),
     ]
     readings, rejected = decoder.decode([*good, *bad], "in", 0)
     assert readings.values.tolist() == [[5, 1], [6, 2], [7, 2]]
     assert decoder.unseen == {"country": 2}  # JP and the empty value: other, never a dead letter
-    assert [r.offset for r in rejected] == [3, 4, 5]
-    assert [r.code for r in rejected] == ["not_a_category", "not_a_category", "not_a_number"]
+    assert [r.offset for r in rejected] == [3, 4, 5, 6]
+    assert [r.code for r in rejected] == [
+        "not_a_category",
+        "not_a_category",
+        "not_a_number",
+        "invalid_timestamp",
+    ]
     assert "must be text" in rejected[0].reason and "the limit is 256" in rejected[1].reason
 
 

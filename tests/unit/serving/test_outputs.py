@@ -3,6 +3,8 @@ batched; the alert policy sees every window whatever the form."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jsonschema
 import numpy as np
 import orjson
@@ -98,11 +100,10 @@ def test_a_batch_message_over_the_limit_is_split_and_a_window_that_still_is_beco
     assert all(len(k) + len(v) + 256 <= 16_384 for k, v, _, _ in out.records)
     ends = [e for _, v, _, _ in out.records for e in orjson.loads(v)["offset_end"]]
     assert ends == w.last_offset.tolist()  # every window once, in order
-    too_long = [f * 1000 for f in scorer.manifest.features]  # no window can fit any more
-    manifest = scorer.manifest.model_copy(update={"features": too_long})
-    tiny = Scorer.__new__(Scorer)
-    tiny.__dict__.update(scorer.__dict__, manifest=manifest, attributed_to=too_long)
-    out = build(tiny, s, OutputSettings(scores="batch", max_message_bytes=16_384), "scores")
+    too_long = [f * 1000 for f in s.names]  # no window can fit any more
+    out = build(
+        scorer, replace(s, names=too_long), OutputSettings(scores="batch", max_message_bytes=16_384), "scores"
+    )
     assert out.too_large and not out.records
     assert {r.code for r in out.too_large} == {"output_too_large"} and len(out.too_large) == len(w)
     assert "'scores'" in out.too_large[0].reason and out.too_large[0].offset == w.last_offset[0]
