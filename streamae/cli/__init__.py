@@ -14,6 +14,8 @@ from streamae.cli import (
     demo,
     evaluate,
     inspect,
+    models,
+    retrain,
     sample,
     schema,
     score,
@@ -25,11 +27,26 @@ from streamae.core import logs
 from streamae.core.bundle import BundleError
 from streamae.core.config import ConfigError, Settings, load_settings
 from streamae.core.readings import DataError
+from streamae.core.registry import RegistryError
 from streamae.serving.errors import BrokerUnavailable, DeliveryError, DeliveryFatal, TransportError
 
 log = logging.getLogger("streamae")
 
-COMMANDS = (train, calibrate, score, evaluate, inspect, sample, serve, simulate, demo, schema, config)
+COMMANDS = (
+    train,
+    calibrate,
+    score,
+    evaluate,
+    inspect,
+    models,
+    retrain,
+    sample,
+    serve,
+    simulate,
+    demo,
+    schema,
+    config,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(verbose=args.verbose)
     try:
         return int(args.func(args))
-    except (ConfigError, BundleError, DataError) as exc:
+    except (ConfigError, BundleError, DataError, RegistryError) as exc:
         return _fail(exc, 2)
     except DeliveryFatal as exc:  # authorisation, a fenced producer: configuration to fix
         return _fail(exc, 2, "refused by the broker: check the credentials, ACLs and transactional id")

@@ -161,6 +161,9 @@ class TrainerSettings(BaseSettings):
     model_config = _SOURCES
 
     train: TrainSettings = TrainSettings()
+    registry: Path = Field(
+        Path("registry"), description="model registry directory (`streamae models`, `streamae retrain`)"
+    )
 
 
 def env_name(loc: tuple[Any, ...]) -> str:
@@ -208,6 +211,11 @@ def load_train_settings(
 ) -> TrainSettings:
     """:func:`load_settings` for ``streamae train``: the ``train`` section, ``overrides`` on top."""
     return _load(TrainerSettings, flag_names, {"train": overrides}).train
+
+
+def load_trainer_settings(**overrides: Any) -> TrainerSettings:
+    """What the offline commands read: the ``train`` section and the registry location."""
+    return _load(TrainerSettings, None, overrides)
 
 
 def _load(kind: type[_S], flag_names: dict[tuple[Any, ...], str] | None, overrides: dict[str, Any]) -> _S:

@@ -23,6 +23,7 @@ import numpy as np
 
 from streamae.core.bundle import MANIFEST, MODEL, BundleError
 from streamae.core.config import Settings
+from streamae.core.registry import incompatible
 from streamae.core.scoring import Scorer
 from streamae.serving.health import metrics
 
@@ -39,15 +40,6 @@ def fingerprint(location: Path) -> Fingerprint:
     except OSError:
         return None
     return str(resolved), tuple(x for st in stats for x in (st.st_ino, st.st_size, st.st_mtime_ns))
-
-
-def compatible(new: Scorer, old: Scorer) -> str | None:
-    """Why ``new`` cannot replace ``old`` for the windows the daemon cuts, or None."""
-    n, o = new.manifest, old.manifest
-    for name in ("features", "window", "stride"):
-        if getattr(n, name) != getattr(o, name):
-            return f"its {name} {getattr(n, name)!r} differ from the running model's {getattr(o, name)!r}"
-    return None
 
 
 def warm_up(scorer: Scorer) -> None:
@@ -90,7 +82,7 @@ class ModelReloader:
         old = self.current.manifest.model_version
         try:
             scorer = self._load(self.location, self.settings)
-            if (why := compatible(scorer, self.current)) is not None:
+            if (why := incompatible(scorer.manifest, self.current.manifest)) is not None:
                 raise BundleError(why)
             warm_up(scorer)
         except Exception as exc:  # whatever is wrong with it, the old model goes on serving

@@ -18,6 +18,8 @@ COMMANDS = [
     "serve",
     "simulate",
     "demo",
+    "models",
+    "retrain",
     "schema",
     "config",
 ]
