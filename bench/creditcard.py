@@ -97,7 +97,8 @@ def main() -> None:
     held = pd.read_csv(test)
     ours = pd.read_csv(scores).merge(held[["timestamp", "label"]].reset_index(), on="timestamp")
     rows, y = ours["index"].to_numpy(), ours["label"].to_numpy()
-    methods = {"streamae automatic": ours["score"].to_numpy()}
+    name = f"streamae {' '.join(args.train_flags)}" if args.train_flags else "streamae automatic"
+    methods = {name: ours["score"].to_numpy()}
     methods |= {name: s[rows] for name, s in baselines(pd.read_csv(train), held).items()}
     print(
         f"judged {len(y)} of {len(held)} rows, {int(y.sum())} frauds ({y.mean():.3%}); "

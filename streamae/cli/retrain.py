@@ -46,6 +46,11 @@ def register(sub: Subparsers) -> None:
         "--alert-margin-s", type=float, default=600.0, help="event seconds left out around an alert"
     )
     r.add_argument(
+        "--keep-alerted",
+        action="store_true",
+        help="train on readings near alerts too (after a change of normal, old models alert on the new one)",
+    )
+    r.add_argument(
         "--registry", type=Path, help="registry directory (default: STREAMAE_REGISTRY, or ./registry)"
     )
     r.add_argument(
@@ -105,7 +110,7 @@ def _history(args: argparse.Namespace, s: Settings) -> tuple[pd.DataFrame, str]:
         source = f"{k.input_topic} since {since:.0f}" + (f" until {args.until:.0f}" if args.until else "")
         if bad:
             print(f"{source}: {bad} malformed readings left out (dead letters)")
-        alerts = [] if args.labels else _alerts(k, since)
+        alerts = [] if args.labels or args.keep_alerted else _alerts(k, since)
     if args.labels:
         spans = pd.read_csv(args.labels)
         alerts = [

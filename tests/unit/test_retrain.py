@@ -82,3 +82,30 @@ def test_forced_promotion_is_recorded_and_too_little_history_is_an_error(files, 
     pd.read_csv(files["new"]).head(30).to_csv(tiny, index=False)
     assert retrain(reg, tiny) == 1
     assert "streamae: error:" in capsys.readouterr().err
+
+
+def test_readings_near_an_alert_are_labelled_and_malformed_messages_counted():
+    from streamae.training.retrain import label_alerts, messages_frame
+
+    msgs = [
+        (b"m1", b'{"key": "m1", "ts": 100, "values": {"a": 1.0}}'),
+        (b"m2", b'[{"ts": "1970-01-01T00:03:20Z", "values": {"a": 2.0}}, {"ts": 300, "values": 5}]'),
+        (b"m1", b"{not json"),
+        (None, b'{"ts": 400, "values": {"a": 3.0}}'),  # no key anywhere
+        (b"m1", b'{"key": "m1", "ts": 1000, "values": {"a": 4.0}}'),
+    ]
+    frame, bad = messages_frame(msgs)
+    assert bad == 3
+    assert frame[["timestamp", "key", "a"]].values.tolist() == [
+        [100.0, "m1", 1.0],
+        [200.0, "m2", 2.0],
+        [1000.0, "m1", 4.0],
+    ]
+    alerts = [
+        {"event": "open", "alert_id": "x", "key": "m1", "start": 90.0},
+        {"event": "close", "alert_id": "x", "key": "m1", "start": 90.0, "end": 95.0},
+        {"event": "open", "alert_id": "y", "key": "m2", "start": 500.0},  # still open: to the end
+    ]
+    labelled = frame.assign(key=["m1", "m2", "m2"])  # the last reading: during m2's open alert
+    assert label_alerts(labelled, alerts, margin_s=10).label.tolist() == [1, 0, 1]  # 100 is within 95 + 10
+    assert label_alerts(labelled, alerts, margin_s=4).label.tolist() == [0, 0, 1]
