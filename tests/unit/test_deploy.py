@@ -392,3 +392,48 @@ def test_broker_start_gives_up_on_other_failures_and_after_its_attempts(tmp_path
     ports = iter([7001, 7002, 7001])
     with pytest.raises(RuntimeError, match=r"ports \[7001, 7002, 7001\] were all taken"):
         start_broker(script, _dirs(tmp_path / "b"), attempts=3, pick_port=lambda: next(ports))
+
+
+def test_retraining_schedules_share_the_registry_the_daemon_follows(compose, monkeypatch):
+    from streamae.core.config import load_trainer_settings
+    from streamae.core.registry import CURRENT
+
+    services = compose["services"]
+    env = services["daemon"]["environment"]
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    registry = str(load_trainer_settings().registry)
+    assert (
+        load_settings().model.bundle == Path(registry) / CURRENT
+    )  # the daemon serves the registry's current
+    retrainer = services["retrainer"]
+    assert retrainer["environment"] == env and retrainer["build"]["target"] == "train"
+    assert (
+        f"models:{registry}" in retrainer["volumes"]
+        and f"models:{registry}:ro" in services["daemon"]["volumes"]
+    )
+    assert "streamae retrain --days" in retrainer["command"][0]
+    assert "streamae retrain --history" in services["trainer"]["command"][0]
+    cron = _k8s("retrain.yaml")["CronJob"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][0] == "retrain" and container["image"] == "streamae:train"
+    cron_env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["models"]["mountPath"] == cron_env["STREAMAE_REGISTRY"] and not mounts["models"].get(
+        "readOnly"
+    )
+    daemon = _k8s("daemon.yaml")
+    claim = daemon["PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # written by the job, read by the daemons
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims["models"] == claim["metadata"]["name"]
+    assert (
+        daemon["ConfigMap"]["data"]["STREAMAE_MODEL__BUNDLE"] == f"{cron_env['STREAMAE_REGISTRY']}/{CURRENT}"
+    )
+    assert {"configMapRef": {"name": daemon["ConfigMap"]["metadata"]["name"]}} in container["envFrom"]
