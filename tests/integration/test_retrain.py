@@ -115,5 +115,10 @@ def test_retrain_promotes_the_new_normal_and_a_forced_bad_version_rolls_back(
     assert far["v1 on the new normal"].mean() > 0.5 and len(far["v2 on the new normal"]) > 300
     # trained on 0.4 day of the new normal, v2 still alarms on some windows, ten times fewer
     assert far["v2 on the new normal"].mean() < far["v1 on the new normal"].mean() / 5
+    # alerts v1 opened on the new normal are closed after the swap, by v2, never left open
+    events = read_to_end(s.kafka, s.kafka.alerts_topic)
+    opened = {a["alert_id"] for a in events if a["event"] == "open" and a["model_version"] == v1}
+    closed = collections.Counter(a["alert_id"] for a in events if a["event"] == "close")
+    assert opened and all(closed[i] == 1 for i in opened), (opened, closed)
     assert [p.to for p in r.promotions()] == ["v0001", "v0002", "v0003", "v0002"]
     assert r.promotions()[2].why.startswith("forced: worse")
