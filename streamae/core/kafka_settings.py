@@ -27,6 +27,9 @@ class KafkaSettings(Section):
     scores_topic: str = "streamae.scores"
     alerts_topic: str = "streamae.alerts"
     dlq_topic: str = "streamae.dlq"
+    shadow_topic: str = Field(
+        "streamae.shadow", description="scores of STREAMAE_MODEL__SHADOW_BUNDLE (never alerts)"
+    )
     state_topic: str = Field(
         "streamae.alert-state",
         description="compacted; as many partitions as the input topic; holds alert state",

@@ -13,6 +13,9 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)  # as every section of config.Settings
 
     bundle: Path | None = None
+    shadow_bundle: Path | None = Field(
+        None, description="serve: a candidate bundle that scores beside the current one, to the shadow topic"
+    )
     # Tried in order; providers this onnxruntime build lacks are skipped.
     providers: list[str] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     intra_op_threads: int = Field(0, ge=0, description="0 lets ONNX Runtime decide")

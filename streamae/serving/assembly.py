@@ -15,6 +15,7 @@ from streamae.serving.health.probe import TransportProbe
 from streamae.serving.health.server import DaemonHealth
 from streamae.serving.loop import Daemon
 from streamae.serving.reload import ModelReloader
+from streamae.serving.shadow import Shadow
 from streamae.serving.transport import Transport
 
 
@@ -40,12 +41,14 @@ def build_daemon(
     if health is not None:
         health.model_version = manifest.model_version
     if transport is None:
-        from streamae.serving.clients.admin import ensure_daemon_topics, wait_for_broker
+        from streamae.serving.clients.admin import ensure_daemon_topics, ensure_topics, wait_for_broker
         from streamae.serving.clients.backends import open_transport
 
         wait_for_broker(settings.kafka)
         if create_topics:
             ensure_daemon_topics(settings.kafka)
+            if settings.model.shadow_bundle is not None:
+                ensure_topics(settings.kafka, [settings.kafka.shadow_topic])
         transport = open_transport(settings)
     probe = TransportProbe(transport, stall_s=settings.stall_s, clock=clock)
     reloader = (
@@ -53,7 +56,7 @@ def build_daemon(
         if settings.model.reload_interval_s
         else None
     )
-    daemon = Daemon(settings, scorer, probe, clock, reloader)
+    daemon = Daemon(settings, scorer, probe, clock, reloader, Shadow.load(settings, scorer))
     if health is not None:
         health.attach(probe, daemon)
     return daemon

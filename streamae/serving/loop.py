@@ -7,9 +7,8 @@ The committed offset is the oldest reading still held for an unfinished window, 
 restarted (or rebalanced) consumer replays just enough to rebuild its windows; the commit
 metadata's ``scored_through`` keeps the replay from publishing anything twice.
 
-Nothing but configuration stops it: a step that fails for a reason that may pass (broker
-away, no acknowledgement, commit not answered) is retried with backoff while consumption
-stays paused and polls keep the membership alive.
+Nothing but configuration stops it: a step that fails for a reason that may pass (broker away,
+no acknowledgement, commit not answered) is retried with backoff, consumption paused, polls alive.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from streamae.serving.microbatch import MicroBatch, score
 from streamae.serving.partition import OutputPlan, PartitionState
 from streamae.serving.publisher import Published, Publisher
 from streamae.serving.reload import ModelReloader
+from streamae.serving.shadow import Shadow
 from streamae.serving.transport import Partition, Record, Transport
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,12 @@ class Daemon:
         transport: Transport,
         clock: Callable[[], float] = time.monotonic,
         reloader: ModelReloader | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.settings = settings
         self.scorer = scorer
         self.transport = transport
-        self.reloader = reloader
+        self.reloader, self.shadow = reloader, shadow
         self.clock = clock
         k, b = settings.kafka, settings.batch
         self.decoder = ReadingDecoder(scorer.encoding.inputs, categories=scorer.encoding.categories)
@@ -203,12 +204,8 @@ class Daemon:
         self.checkpoint.drop(partitions)
         windows, outputs = self.batch.drop(partitions), self.publisher.drop(partitions)
         if windows or outputs:
-            log.info(
-                "revoked %s: %d unscored windows and %d unpublished outputs left to the next owner",
-                names(partitions),
-                windows,
-                outputs,
-            )
+            msg = "revoked %s: %d unscored windows and %d unpublished outputs left to the next owner"
+            log.info(msg, names(partitions), windows, outputs)
 
     def _rewind(self) -> None:
         """Exactly-once: the transaction was aborted; resume every partition from its commit."""
@@ -280,8 +277,9 @@ class Daemon:
                 self.publisher.add_dead_letter(r)
             self.stats.replayed_windows += out.replayed
             metrics.REPLAYED.inc(out.replayed)
-        # ONNX Runtime's share of the micro-batch, wherever it ran (partition outputs, for an
-        # adaptive bundle)
+        if self.shadow is not None:  # the candidate's scores, to the shadow topic
+            self.shadow.publish(self.scorer, scored, self.publisher, self.checkpoint.scored_through)
+        # ONNX Runtime's share of the micro-batch, wherever it ran (partitions: adaptive bundles)
         metrics.inference(
             self.scorer.inference_s - inference[0], self.scorer.inference_windows - inference[1]
         )

@@ -48,7 +48,7 @@ POISON_MEMORY = 10_000  # outputs refused in a transaction, remembered for the r
 
 
 class _Output(NamedTuple):
-    kind: str  # "score", "open", "close", "dead_letter", "state": what it counts as
+    kind: str  # "score", "shadow", "open", "close", "dead_letter", "state": what it counts as
     topic: str
     key: bytes | None
     value: bytes | None
@@ -105,11 +105,15 @@ class Publisher:
         """Sends not yet settled, and failed ones waiting to be sent again."""
         return len(self._in_flight) + len(self._failed)
 
-    def add_scores(self, partition: Partition, records: Iterable[tuple[bytes, bytes, int, int]]) -> None:
-        """Hold score records ``(key, value, offset of the last window's last reading, windows)``."""
-        topic = self.k.scores_topic
+    def add_scores(
+        self, partition: Partition, records: Iterable[tuple[bytes, bytes, int, int]], topic: str | None = None
+    ) -> None:
+        """Hold score records ``(key, value, offset of the last window's last reading, windows)``
+        for ``topic`` (default: the scores topic)."""
+        kind = "score" if topic is None else "shadow"  # shadow scores are not windows published
+        topic = topic or self.k.scores_topic
         for key, value, offset, windows in records:
-            self._add(partition, _Output("score", topic, key, value, (), offset, None, windows))
+            self._add(partition, _Output(kind, topic, key, value, (), offset, None, windows))
 
     def add_alerts(self, partition: Partition, events: Iterable[tuple[Mapping[str, Any], int]]) -> None:
         """Hold alert events, each with the offset of the window that raised it."""

@@ -34,6 +34,14 @@ WINDOWS = Counter("streamae_windows_scored_total", "Windows scored and published
 REPLAYED = Counter("streamae_windows_replayed_total", "Windows rebuilt after a restart, not republished")
 ALERTS = Counter("streamae_alert_events_total", "Alert events published", ["event"])
 COMMITS = Counter("streamae_commits_total", "Offset commits after acknowledged outputs")
+SHADOW_WINDOWS = Counter(
+    "streamae_shadow_windows_total",
+    "Windows scored by the shadow bundle, by whether the current and the shadow model flag them",
+    ["current", "shadow"],
+)
+SHADOW_CORRELATION = Gauge(
+    "streamae_shadow_score_correlation", "Correlation of current and shadow log scores, last micro-batch"
+)
 FLUSH_SECONDS = Histogram("streamae_flush_seconds", "Score one micro-batch and queue its outputs")
 COMMIT_SECONDS = Histogram(
     "streamae_commit_seconds", "Publish outputs, wait for acknowledgements, save state, commit offsets"
