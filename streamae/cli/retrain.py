@@ -101,12 +101,19 @@ def _history(args: argparse.Namespace, s: Settings) -> tuple[pd.DataFrame, str]:
     if args.history:
         frame, source, alerts = read_table(args.history), str(args.history), []
     else:
+        from streamae.core.progress_bar import Progress
         from streamae.serving.clients.history import read_range
 
         k = s.kafka
         since = time.time() - args.days * 86400 if args.days is not None else args.since
-        batches = read_range(k, k.input_topic, since, args.until)
+        batches = Progress(
+            read_range(k, k.input_topic, since, args.until),
+            f"reading {k.input_topic}",
+            "batch",
+            not args.quiet,
+        )
         frame, bad = messages_frame((r.key, r.value) for batch in batches for r in batch)
+        batches.close()
         source = f"{k.input_topic} since {since:.0f}" + (f" until {args.until:.0f}" if args.until else "")
         if bad:
             print(f"{source}: {bad} malformed readings left out (dead letters)")
