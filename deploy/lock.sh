@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lock files every install of this repository comes from (deploy/env.sh, CI, the images):
 #   deploy/requirements.lock        streamae[train,dev] + the deploy validators (the dev venv, CI, train image)
-#   deploy/requirements-serve.lock  streamae[confluent]: the serving images (no PyTorch)
+#   deploy/requirements-serve.lock  streamae: the serving images (no PyTorch)
 # Exact versions with hashes for CPython 3.11 on x86_64 Linux. pyproject.toml keeps open
 # ranges for those who install the package into an environment of their own.
 #
@@ -22,7 +22,7 @@ compile() {  # compile OUT ARGS...: resolve into OUT, keeping OUT's pins as pref
 }
 both() {  # both DIR [--upgrade]
   compile "$1/requirements.lock" deploy/lint-requirements.txt --extra train --extra dev "${@:2}"
-  compile "$1/requirements-serve.lock" --extra confluent "${@:2}"
+  compile "$1/requirements-serve.lock" "${@:2}"
 }
 if [ "${1:-}" = "--check" ]; then
   tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT

@@ -35,9 +35,10 @@ class KafkaSettings(Section):
         description="compacted; as many partitions as the input topic; holds alert state",
     )
     backend: Literal["kafka-python", "confluent-kafka"] = Field(
-        "kafka-python",
-        description="Kafka client library that serves (serving/clients/backends.py); confluent-kafka "
-        "(librdkafka) needs the 'confluent' extra",
+        "confluent-kafka",
+        description="Kafka client library that serves (serving/clients/backends.py): confluent-kafka "
+        "(librdkafka, in C: several times the throughput) or kafka-python (pure Python: no native "
+        "library to vet, debuggable in Python)",
     )
     delivery: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
@@ -64,9 +65,9 @@ class KafkaSettings(Section):
     max_poll_records: int = Field(2000, ge=1)
     session_timeout_ms: int = Field(45000, ge=1000)
     max_poll_interval_ms: int = Field(300000, ge=1000)
-    # The daemon flushes the producer at the end of every micro-batch, so lingering costs no
-    # latency there; it lets sends accumulate instead of waking the sender for each record.
-    linger_ms: int = Field(100, ge=0)
+    # Outputs are sent as their micro-batch is scored, so the linger adds to their latency; a
+    # micro-batch's records are produced in one burst, so a short one still fills batches.
+    linger_ms: int = Field(5, ge=0, description="producer linger: how long a send may wait to fill a batch")
     batch_size: int = Field(1_048_576, ge=1024, description="producer batch bytes per partition")
     request_timeout_ms: int = Field(30000, ge=1000, description="also bounds the wait for acks")
     delivery_timeout_ms: int | None = Field(
@@ -82,11 +83,13 @@ class KafkaSettings(Section):
         description="longest wait between two attempts to reach a broker that went away; the "
         "clients' own (30 s on kafka-python) is added to the recovery after every outage",
     )
-    commit_interval_ms: int = Field(
-        1000,
+    commit_interval_ms: int | None = Field(
+        None,
         ge=0,
-        description="publish outputs, save alert state and commit at the first micro-batch boundary "
-        "this long after the first uncommitted record; bounds output latency; 0: every micro-batch",
+        description="wait for acknowledgements, save alert state and commit at the first micro-batch "
+        "boundary this long after the first uncommitted record; 0: every micro-batch; unset: 1000 "
+        "at-least-once (outputs leave at once anyway), 100 exactly-once (outputs become visible at "
+        "the commit: this bounds their latency)",
     )
     commit_every: int = Field(0, ge=0, description="...or once this many records were processed (0: off)")
     # security (docs/operations.md "Security"); secrets are SecretStr: masked wherever printed
@@ -103,6 +106,13 @@ class KafkaSettings(Section):
     )
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+
+    @property
+    def commit_interval(self) -> int:
+        """The commit interval in ms: ``commit_interval_ms``, or the default of the delivery mode."""
+        if self.commit_interval_ms is not None:
+            return self.commit_interval_ms
+        return 100 if self.delivery == "exactly_once" else 1000
 
     @property
     def delivery_timeout(self) -> int:

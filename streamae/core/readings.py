@@ -6,9 +6,12 @@ provenance is a plain offset range.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +21,24 @@ from streamae.core.categories import codes
 #: Columns of a history/stream file that are never features.
 RESERVED_COLUMNS = ("timestamp", "key", "label", "anomaly_type", "anomaly_id")
 DEFAULT_KEY = "default"
+
+
+def parse_timestamp(ts: Any) -> float:
+    """Epoch seconds from a number or an ISO 8601 string (UTC when no offset is given)."""
+    if isinstance(ts, bool):
+        raise ValueError("timestamp must be a number or an ISO 8601 string, not a boolean")
+    if isinstance(ts, (int, float)):
+        value = float(ts)
+    elif isinstance(ts, str):
+        parsed = datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        value = parsed.timestamp()
+    else:
+        raise ValueError(f"timestamp must be a number or an ISO 8601 string, got {ts!r}")
+    if not math.isfinite(value):
+        raise ValueError("timestamp is not finite")
+    return value
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,7 @@ path that only the odd items take (so each item's fate depends on that item alon
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -15,45 +13,27 @@ import numpy as np
 _SLOW_RUN = 8
 
 
-def parse_timestamp(ts: Any) -> float:
-    """Epoch seconds from a number or an ISO 8601 string (UTC when no offset is given)."""
-    if isinstance(ts, bool):
-        raise ValueError("timestamp must be a number or an ISO 8601 string, not a boolean")
-    if isinstance(ts, (int, float)):
-        value = float(ts)
-    elif isinstance(ts, str):
-        parsed = datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        value = parsed.timestamp()
-    else:
-        raise ValueError(f"timestamp must be a number or an ISO 8601 string, got {ts!r}")
-    if not math.isfinite(value):
-        raise ValueError("timestamp is not finite")
-    return value
-
-
 def numeric_rows(rows: list[Any]) -> np.ndarray | None:
-    # dtype inference is the vectorised type check: any string, null or nested value
-    # turns the whole array into a non-numeric kind
-    try:
-        matrix = np.array(rows)
-    except (TypeError, ValueError):
-        return None
-    if matrix.dtype.kind not in "fiu" or matrix.ndim != 2:
-        return None
-    with np.errstate(over="ignore"):
-        return matrix.astype(np.float32)
+    """A run of value rows as a float32 matrix; None when any item is not numeric."""
+    return _numeric(rows, 2, np.float32)
 
 
 def numeric_stamps(stamps: list[Any]) -> np.ndarray | None:
+    """A run of timestamps as float64 epoch seconds; None when any is not a number."""
+    return _numeric(stamps, 1, np.float64)
+
+
+def _numeric(items: list[Any], ndim: int, dtype: type[np.floating[Any]]) -> np.ndarray | None:
+    # dtype inference is the vectorised type check: any string, null or nested value
+    # turns the whole array into a non-numeric kind
     try:
-        arr = np.array(stamps)
+        arr = np.array(items)
     except (TypeError, ValueError):
         return None
-    if arr.dtype.kind not in "fiu" or arr.ndim != 1:
+    if arr.dtype.kind not in "fiu" or arr.ndim != ndim:
         return None
-    return arr.astype(np.float64)
+    with np.errstate(over="ignore"):
+        return arr.astype(dtype)
 
 
 def convert(

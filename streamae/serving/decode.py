@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 
 from streamae.core.categories import message_codes
-from streamae.core.readings import Readings
-from streamae.serving.conversion import convert, numeric_rows, numeric_stamps, parse_timestamp
+from streamae.core.readings import Readings, parse_timestamp
+from streamae.serving.conversion import convert, numeric_rows, numeric_stamps
 from streamae.serving.dead_letters import Rejected
 from streamae.serving.health.metrics import UNSEEN
 

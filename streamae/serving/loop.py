@@ -1,11 +1,12 @@
 """The serving loop: poll → decode → windows → micro-batch → score → alerts → publish → commit.
 
-Delivery is at-least-once (or exactly-once) and window-complete. Outputs wait for the next
-commit (on an interval, a count of records, or ``STREAMAE_OUTPUT__MAX_HELD`` held), which
-publishes them, then saves each partition's alert state, then commits (``committer.py``).
-The committed offset is the oldest reading still held for an unfinished window, so a
-restarted (or rebalanced) consumer replays just enough to rebuild its windows; the commit
-metadata's ``scored_through`` keeps the replay from publishing anything twice.
+Delivery is at-least-once (or exactly-once) and window-complete. Outputs are sent as soon as
+their micro-batch is scored (exactly-once: in the commit's transaction). A commit (on an interval,
+a count of records, or ``STREAMAE_OUTPUT__MAX_HELD`` unacknowledged) waits for every
+acknowledgement, saves each partition's alert state, then commits (``committer.py``) the
+oldest reading still held for an unfinished window: a restarted (or rebalanced) consumer
+replays just enough to rebuild its windows, and the commit metadata's ``scored_through``
+keeps it from publishing anything twice.
 
 Nothing but configuration stops it: a step that fails for a reason that may pass (broker away,
 no acknowledgement, commit not answered) is retried with backoff, consumption paused, polls alive.
@@ -27,7 +28,6 @@ from streamae.serving.commit.checkpoint import Checkpoint, commit_policy, scored
 from streamae.serving.commit.committer import REWIND, WAITING, Committer
 from streamae.serving.commit.rebalance import Positioner, names
 from streamae.serving.commit.state_store import StateStore, check_state_topic
-from streamae.serving.dead_letters import Rejected
 from streamae.serving.decode import ReadingDecoder
 from streamae.serving.health import metrics
 from streamae.serving.health.progress import DaemonStats as DaemonStats  # re-exported (demo)
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_POLL_WAIT_S = 0.25  # how long a poll may block: bounds the reaction to stop()
 LAG_EVERY_S = 1.0  # how often the loop refreshes the lag it reports
+PARK_ACK_S = 5.0  # how long a rebalance waits for acknowledgements before it replays instead
 
 
 class Daemon:
@@ -85,6 +86,7 @@ class Daemon:
             clock,
         )
         self._parts: dict[Partition, PartitionState] = {}
+        self._parked: dict[Partition, PartitionState] = {}  # revoked, all acknowledged (_release)
         self._stop = threading.Event()
         self._paused: set[Partition] = set()
         self._polled_at: float | None = None
@@ -134,23 +136,25 @@ class Daemon:
     def _tick(self) -> None:
         polled = self.transport.poll(self._poll_timeout(), self.settings.kafka.max_poll_records)
         self._polled_at = now = self.clock()
-        # records fetched before a seek to the resume point come again after it
-        skip = self._apply_rebalance(polled)
+        skip = self._apply_rebalance(polled)  # records fetched before a seek come again after it
         for partition, records in polled.items():
             if partition not in skip:
                 self._ingest(partition, records)
         if self.reloader is not None and (new := self.reloader.poll()) is not None:
             self.scorer = new  # between micro-batches: the next one scores with it
-        if self.batch.ready():
+        # a consumer that has caught up scores at once: batches grow only under a backlog
+        caught_up = sum(map(len, polled.values())) < self.settings.kafka.max_poll_records
+        if self.batch.ready() or (caught_up and len(self.batch)):
             self._score()
-        if not len(self.batch) and (self.committer.busy or self._commit_due()):
+        if len(self.publisher) and not self.transport.transactional:
+            self.publisher.publish()  # at-least-once: at once; a commit waits for their acks
+        held = len(self.publisher) + self.publisher.in_flight()
+        due = self.checkpoint.due() or held >= self.settings.output.max_held
+        if not len(self.batch) and (self.committer.busy or due):
             self._commit()
         self._pause_while_stuck()
         if now - self._lag_at >= LAG_EVERY_S:
             self._lag, self._lag_at = self.transport.lag(), now
-
-    def _commit_due(self) -> bool:
-        return self.checkpoint.due() or len(self.publisher) >= self.settings.output.max_held
 
     def _poll_timeout(self) -> float:
         # a due commit waits for the pending micro-batch, so that is the next deadline
@@ -184,14 +188,34 @@ class Daemon:
         """Drop revoked partitions, position assigned ones; returns those whose records in
         ``polled`` are not to be used (sought, or not positioned yet)."""
         revoked, assigned = self.rebalance.take_revoked(), self.rebalance.take_assigned()
-        # one assigned while still held comes back without a revocation: start it over
-        self._drop(revoked | (assigned & self._parts.keys()))
-        # A client may keep the paused flag of a partition it gives back (kafka-python 3
-        # keeps a partition's state across a rebalance): an assigned partition counts as
-        # paused until resumed, or one paused for a commit before the revocation and given
-        # back after it stays paused for ever (the stall of a member joining mid-commit).
+        # one assigned while still held comes back without a revocation: released too
+        self._release(revoked | (assigned & self._parts.keys()))
+        if assigned:  # parked ones not given back are someone else's now
+            for p in self.checkpoint.forget_parked(keep=assigned):
+                self._parked.pop(p, None)
+        # a client may keep the paused flag of a partition it gives back (kafka-python 3): an
+        # assigned one counts as paused until resumed, or one paused for a commit and given
+        # back stays paused for ever (the stall of a member joining mid-commit)
         self._paused = (self._paused - revoked) | assigned
-        return self.positioner.position(assigned, polled)
+        skip = self.positioner.position(assigned, polled)
+        for p, offset in self.positioner.take_kept().items():  # parked, back unchanged
+            log.info("%s: back unchanged, going on at offset %d", p, offset)
+            self.checkpoint.go_on(p)
+            self._parts[p] = self._parked.pop(p)
+        return skip
+
+    def _release(self, partitions: Collection[Partition]) -> None:
+        """Revoked partitions whose outputs are all acknowledged (at-least-once, pending windows
+        scored first) are parked: one that comes straight back goes on; the rest are dropped."""
+        parked: set[Partition] = set()
+        if partitions and not self.transport.transactional:
+            self._score()
+            self.publisher.publish()
+            self._count(self.publisher.settle(PARK_ACK_S).acked)
+            parked = (set(partitions) & self._parts.keys()) - self.publisher.unsettled()
+            self.checkpoint.park(parked)  # before _drop forgets their entries
+            self._parked.update({p: self._parts[p] for p in parked})
+        self._drop(partitions)
 
     def _drop(self, partitions: Collection[Partition]) -> None:
         """Forget partitions: their state, unscored windows and unpublished outputs."""
@@ -225,13 +249,8 @@ class Daemon:
         self.checkpoint.start(partition, first_offset, through)
         st = self._parts[partition] = PartitionState.fresh(partition, self.scorer, self.settings)
         restored = resume.saved is not None and st.restore(resume.saved)
-        log.info(
-            "%s: resuming at offset %d; outputs published through %d; alert state %s",
-            partition,
-            first_offset,
-            through,
-            "restored" if restored else "fresh",
-        )
+        msg = "%s: resuming at offset %d; outputs published through %d; alert state %s"
+        log.info(msg, partition, first_offset, through, "restored" if restored else "fresh")
         return st
 
     # -- the data path --------------------------------------------------------------
@@ -240,27 +259,16 @@ class Daemon:
         st = self._parts.get(partition) or self._resume(partition, records[0].offset)
         readings, rejected = self.decoder.decode(records, partition.topic, partition.partition)
         self.batch.add(st.store.push(readings))
-        self._dead_letters(partition, rejected)
-        self._discards(partition, st)
+        through = self.checkpoint.scored_through(partition)
+        self.publisher.add_dead_letters(rejected, through)  # all but those sent before a restart
+        self.publisher.add_dead_letters(st.discarded(through))  # readings no window will cover
         self.checkpoint.processed(partition, records[0].offset, records[-1].offset, len(records))
         self.stats.readings += len(readings)
         self._progress_at = self.clock()
         metrics.READINGS.inc(len(readings))
 
-    def _dead_letters(self, partition: Partition, rejected: list[Rejected]) -> None:
-        """Rejected records, but not those dead-lettered before a restart."""
-        through = self.checkpoint.scored_through(partition)
-        for r in rejected:
-            if r.offset > through:  # else dead-lettered before a restart
-                self.publisher.add_dead_letter(r)
-
-    def _discards(self, partition: Partition, st: PartitionState) -> None:
-        """Readings no window will cover, as dead letters (those of before a restart excepted)."""
-        for r in st.discarded(self.checkpoint.scored_through(partition)):
-            self.publisher.add_dead_letter(r)
-
     def _score(self) -> None:
-        """Score the micro-batch; its outputs wait in the publisher for the next commit."""
+        """Score the micro-batch; its outputs go to the publisher."""
         pending = self.batch.take()
         if not pending:
             return
@@ -273,8 +281,7 @@ class Daemon:
             out = self._parts[p].outputs(plan, windows, batch, self.checkpoint.scored_through(p))
             self.publisher.add_scores(p, out.scores)
             self.publisher.add_alerts(p, out.alerts)
-            for r in out.too_large:
-                self.publisher.add_dead_letter(r)
+            self.publisher.add_dead_letters(out.too_large)
             self.stats.replayed_windows += out.replayed
             metrics.REPLAYED.inc(out.replayed)
         if self.shadow is not None:  # the candidate's scores, to the shadow topic
@@ -295,7 +302,7 @@ class Daemon:
         else:
             plan = self.checkpoint.plan({p: st.oldest_offset() for p, st in self._parts.items()})
             for p, st in self._parts.items():  # readings of keys forgotten just now
-                self._discards(p, st)
+                self.publisher.add_dead_letters(st.discarded(self.checkpoint.scored_through(p)))
             # alert state as of the plan: records read while the commit waits change it later
             snapshots = {p: self._parts[p].snapshot(mark.scored_through) for p, mark in plan.items()}
             self._committing = [ts for p in plan for ts in self._parts[p].take_scored_ts()]
@@ -329,10 +336,5 @@ class Daemon:
             log.warning("stopping with outputs not committed: the next owner replays them")
 
     def _count(self, sent: Published) -> None:
-        s = self.stats
-        s.windows += sent.scores
-        s.alerts_opened += sent.alerts_opened
-        s.alerts_closed += sent.alerts_closed
-        s.dead_letters += sent.dead_letters
-        if sent.scores or sent.dead_letters:
+        if self.stats.add(sent):
             self._progress_at = self.clock()

@@ -121,6 +121,12 @@ class Publisher:
         for e, offset in events:
             self._add(partition, _Output(e["event"], topic, e["key"].encode(), orjson.dumps(e), (), offset))
 
+    def add_dead_letters(self, rejected: Iterable[Rejected], after: int = -1) -> None:
+        """Hold dead letters of offsets past ``after`` (those up to it were sent before a restart)."""
+        for r in rejected:
+            if r.offset > after:
+                self.add_dead_letter(r)
+
     def add_dead_letter(self, r: Rejected) -> None:
         self._held.setdefault(Partition(r.topic, r.partition), []).append(self._dead_letter(r))
 
@@ -142,6 +148,11 @@ class Publisher:
             self.add_dead_letter(self._undeliverable(partition, out, why, "output_too_large"))
         else:
             self._held.setdefault(partition, []).append(out)
+
+    def unsettled(self) -> set[Partition]:
+        """Source partitions with outputs held, in flight or failed: not all acknowledged."""
+        held = {p for p, outputs in self._held.items() if outputs}
+        return held | {p for p, _, _ in self._in_flight} | {p for p, _ in self._failed}
 
     def drop(self, partitions: Collection[Partition]) -> int:
         """Forget the unpublished outputs of ``partitions``; how many there were. Their sends

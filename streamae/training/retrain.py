@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 
 from streamae.core.config import Settings, TrainSettings
-from streamae.core.readings import DataError
+from streamae.core.readings import DataError, parse_timestamp
 from streamae.core.registry import Registry, VersionRecord
 from streamae.core.scoring import Scorer
 from streamae.training.fit import fit
@@ -72,8 +72,10 @@ def _row(item: Any, record_key: bytes | None) -> dict[str, Any] | None:
     if key is None or isinstance(ts, bool):
         return None
     if isinstance(ts, str):
-        parsed = pd.to_datetime(ts, utc=True, errors="coerce")
-        ts = None if pd.isna(parsed) else parsed.timestamp()
+        try:
+            ts = parse_timestamp(ts)  # as the daemon's decoder reads it
+        except ValueError:
+            ts = None
     return {"timestamp": ts, "key": key, **item["values"]}
 
 

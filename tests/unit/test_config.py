@@ -249,3 +249,36 @@ def test_the_daemon_does_not_carry_the_training_section_a_shared_env_sets_both(t
     (tmp_path / ".env").write_text("STREAMAE_TRAIN__EPOCH=7\n")  # a typo in either section fails
     with pytest.raises(ConfigError, match="STREAMAE_TRAIN__EPOCH"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "serving", "other"),
+    [(None, "confluent-kafka", "kafka-python"), ("kafka-python", "kafka-python", "confluent-kafka")],
+)
+def test_streamae_config_says_which_client_serves_and_why_one_might_pick_the_other(
+    monkeypatch, capsys, env, serving, other
+):
+    import json
+
+    from streamae.cli import main
+
+    if env:
+        monkeypatch.setenv("STREAMAE_KAFKA__BACKEND", env)
+    assert main(["config"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["kafka"]["backend"] == serving  # stdout stays JSON
+    lines = captured.err.strip().splitlines()[-2:]
+    assert lines[0].startswith(f"# Kafka client: {serving}: ")
+    assert lines[1].startswith(f"# STREAMAE_KAFKA__BACKEND={other} instead: ")
+    assert "librdkafka" in captured.err and "pure Python" in captured.err
+
+
+def test_the_commit_interval_defaults_to_the_delivery_mode():
+    """At-least-once sends outputs at once, so its commit interval only paces commits;
+    exactly-once makes them visible at the commit, so its default is short (latency)."""
+    assert load_settings().kafka.commit_interval == 1000
+    assert load_settings(kafka={"delivery": "exactly_once"}).kafka.commit_interval == 100
+    assert (
+        load_settings(kafka={"delivery": "exactly_once", "commit_interval_ms": 250}).kafka.commit_interval
+        == 250
+    )

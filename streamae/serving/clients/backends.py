@@ -16,7 +16,7 @@ from streamae.serving.transport import Transport
 
 BACKENDS = {  # STREAMAE_KAFKA__BACKEND -> module
     "kafka-python": "streamae.serving.clients.kafka_python",
-    "confluent-kafka": "streamae.serving.clients.confluent",  # the 'confluent' extra
+    "confluent-kafka": "streamae.serving.clients.confluent",  # the default
 }
 
 
@@ -28,13 +28,13 @@ class Backend(Protocol):
 
 def backend(name: str) -> Backend:
     """The backend module called ``name`` (imported on first use); a :class:`ConfigError`
-    naming the extra to install when its client library is missing."""
+    naming the package to install when its client library is missing."""
     try:
         return cast(Backend, importlib.import_module(BACKENDS[name]))
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"invalid configuration:\n  STREAMAE_KAFKA__BACKEND: '{name}' needs the package "
-            f"'{exc.name}' (pip install 'streamae[confluent]')"
+            f"'{exc.name}' (pip install {exc.name}, or reinstall streamae with its dependencies)"
         ) from None
 
 

@@ -1,5 +1,5 @@
 """The confluent-kafka (librdkafka) transport: ``transport.Transport`` on a C client
-(``STREAMAE_KAFKA__BACKEND=confluent-kafka``, the extra ``streamae[confluent]``).
+(``STREAMAE_KAFKA__BACKEND=confluent-kafka``, the default).
 
 Batch consume, delivery callbacks served by ``flush``, an idempotent producer (five requests
 in flight without reordering or duplicates). Rebalance callbacks only record the change, as
@@ -126,7 +126,7 @@ class ConfluentTransport:
             self._consumer.resume([_tp(p) for p in self._unpositioned - self._paused])
             self._unpositioned.clear()
         grouped: dict[tuple[str, int], list[Record]] = {}
-        for m in self._consumer.consume(max_records, timeout_s):
+        for m in self._fetched(timeout_s, max_records):
             err = m.error()
             if err is not None:
                 if err.fatal():
@@ -139,6 +139,18 @@ class ConfluentTransport:
         for p, records in out.items():
             self._next[p] = records[-1].offset + 1
         return out
+
+    def _fetched(self, timeout_s: float, max_records: int) -> list[Message]:
+        """What is fetched already, else the first record to come in ``timeout_s`` and what came
+        with it: ``consume(n, timeout)`` alone waits for all ``n`` (or the timeout) on a quiet
+        topic, which a caught-up consumer would add to every record's latency."""
+        messages = self._consumer.consume(max_records, 0)
+        if messages:
+            return messages
+        first = self._consumer.poll(timeout_s)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
 
     def assignment(self) -> set[Partition]:
         with translated("assignment"):

@@ -9,8 +9,9 @@ partition since the last commit, refuses offsets that go backwards, and expires 
 - ``scored_through``: the last offset whose outputs are published, carried in the commit
   metadata, so the replay publishes nothing twice.
 
-The loop commits in a fixed order: publish the outputs → wait for their acknowledgements →
-save the alert/smoothing state → commit (see ``loop.Daemon._commit``).
+The loop commits in a fixed order: the outputs published (at-least-once: as they were
+scored) → their acknowledgements → the alert/smoothing state saved → commit
+(see ``loop.Daemon._commit``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def commit_policy(settings: Settings) -> tuple[float, int]:
-    """(interval in seconds, record count): ``STREAMAE_KAFKA__COMMIT_INTERVAL_MS`` and
-    ``STREAMAE_KAFKA__COMMIT_EVERY``."""
+    """(interval in seconds, record count): ``STREAMAE_KAFKA__COMMIT_INTERVAL_MS`` (or the
+    delivery mode's default) and ``STREAMAE_KAFKA__COMMIT_EVERY``."""
     k = settings.kafka
-    return k.commit_interval_ms / 1000, k.commit_every
+    return k.commit_interval / 1000, k.commit_every
 
 
 def metadata(scored_through: int) -> str:
@@ -94,6 +95,7 @@ class Checkpoint:
         self._clock = clock
         self._entries: dict[Partition, _Entry] = {}
         self._restart_at: dict[Partition, int] = {}  # where dropped work began
+        self._parked: dict[Partition, _Entry] = {}  # revoked, every output acknowledged
 
     def __contains__(self, partition: object) -> bool:
         return partition in self._entries
@@ -177,6 +179,44 @@ class Checkpoint:
             if e is not None:
                 self._restart_at[partition] = e.committed.offset if e.committed else e.start_offset
 
+    def park(self, partitions: Collection[Partition]) -> None:
+        """Revoked partitions whose outputs are all acknowledged: forgotten as by :meth:`drop`,
+        but their progress kept, so that one coming straight back goes on (:meth:`unpark`)."""
+        for partition in partitions:
+            if (e := self._entries.get(partition)) is not None:
+                self._parked[partition] = e
+        self.drop(partitions)
+
+    def unpark(self, partition: Partition, committed: Offset | None) -> int | None:
+        """Where a parked ``partition`` goes on (:meth:`go_on` at its first records), if the
+        group's commit is still the one this member made: nobody moved it meanwhile. None
+        otherwise (and it is no longer parked)."""
+        e = self._parked.get(partition)
+        if e is None or e.next_offset is None or not _same(committed, e.committed):
+            self._parked.pop(partition, None)
+            return None
+        return e.next_offset
+
+    def go_on(self, partition: Partition) -> None:
+        """Track the parked ``partition`` again with the progress it had (see :meth:`unpark`)."""
+        self._entries[partition] = self._parked.pop(partition)
+        self._restart_at.pop(partition, None)
+
+    def forget_parked(self, keep: Collection[Partition] = ()) -> list[Partition]:
+        """Forget the parked partitions but ``keep``; which were forgotten."""
+        gone = [p for p in self._parked if p not in keep]
+        for p in gone:
+            del self._parked[p]
+        return gone
+
     def restart_point(self, partition: Partition) -> int | None:
         """Where this member's dropped work on ``partition`` began (once), or None."""
         return self._restart_at.pop(partition, None)
+
+
+def _same(committed: Offset | None, ours: Mark | None) -> bool:
+    """Whether the group's commit is ``ours`` (metadata compared as read back: confluent-kafka
+    may add a NUL)."""
+    if committed is None or ours is None:
+        return committed is None and ours is None
+    return committed.offset == ours.offset and scored_through(committed) == ours.scored_through

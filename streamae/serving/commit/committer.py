@@ -6,9 +6,9 @@ commit where it is and starts a backoff; the loop keeps polling with consumption
 and calls :meth:`Committer.step` again when the wait is over. So a broker that is away
 for minutes is waited out, and nothing is committed before what it covers is published.
 
-At-least-once (the default), in order: publish the held outputs and wait for every
-acknowledgement (outputs that failed transiently are sent again, nothing more); save each
-partition's alert state and wait for it; commit the offsets.
+At-least-once (the default), in order: publish what is still held (the loop sends outputs as
+they are scored) and wait for every acknowledgement (outputs that failed transiently are sent
+again, nothing more); save each partition's alert state and wait for it; commit the offsets.
 
 Exactly-once (``STREAMAE_KAFKA__DELIVERY=exactly_once``): one transaction holds the
 outputs, the alert state and the offsets. Any failed send aborts it, and the loop rewinds

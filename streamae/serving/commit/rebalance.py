@@ -91,6 +91,7 @@ class Resume:
     offset: int | None  # None: wherever the client's reset policy puts it
     committed: Offset | None
     saved: SavedState | None = None
+    kept: bool = False  # parked and back unchanged: the member goes on with the state it kept
 
 
 def position(
@@ -101,21 +102,27 @@ def position(
 ) -> dict[Partition, Resume]:
     """Seek newly assigned partitions to where their unfinished work begins.
 
-    That is the committed offset or, for a partition never committed that this member held
-    before, where its dropped work began. Without the seek, kafka-python would continue a
-    partition that returns to the same member from its old position, past the tail that
-    rebuilding its windows needs. ``unused``: per partition, the first offset polled and left
-    unused before an earlier positioning failed (where one never committed resumes).
+    That is where a parked partition stopped, when it comes straight back with the commit
+    this member left (``Checkpoint.unpark``); else the committed offset or, for a partition
+    never committed that this member held before, where its dropped work began. Without the
+    seek, kafka-python would continue a partition that returns to the same member from its
+    old position, past the tail that rebuilding its windows needs. ``unused``: per partition,
+    the first offset polled and left unused before an earlier positioning failed (where one
+    never committed resumes).
     """
     # a later rebalance within the same poll may already have taken some back
     mine = sorted(set(assigned) & transport.assignment())
     committed = transport.committed(mine) if mine else {}
     resumes: dict[Partition, Resume] = {}
     for partition in mine:
+        c = committed.get(partition)
+        if (kept := checkpoint.unpark(partition, c)) is not None:  # straight back: go on
+            transport.seek(partition, kept)
+            resumes[partition] = Resume(kept, c, kept=True)
+            continue
         restart_at = checkpoint.restart_point(partition)
         if restart_at is None and unused:
             restart_at = unused.get(partition)
-        c = committed.get(partition)
         offset = c.offset if c is not None else restart_at
         if offset is not None:
             transport.seek(partition, offset)
@@ -168,7 +175,7 @@ class Positioner:
         try:
             resumes = position(self.transport, mine, self.checkpoint, self._unused)
             for p, r in resumes.items():
-                if r.committed is not None:
+                if r.committed is not None and not r.kept:
                     saved = self.state.load(p, scored_through(r.committed, p), strict=True)
                     resumes[p] = Resume(r.offset, r.committed, saved)
         except TransportError as exc:
@@ -184,6 +191,13 @@ class Positioner:
         for p in resumes:
             self._unused.pop(p, None)
         return {p for p, r in resumes.items() if r.offset is not None}
+
+    def take_kept(self) -> dict[Partition, int]:
+        """The partitions positioned where their parked progress goes on, with that offset."""
+        kept = {p: r.offset for p, r in self._resumes.items() if r.kept and r.offset is not None}
+        for p in kept:
+            del self._resumes[p]
+        return kept
 
     def take(self, partition: Partition) -> Resume:
         """Where ``partition`` resumed (once: at its first records)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
+from streamae.serving.publisher import Published
 from streamae.serving.transport import Partition
 
 
@@ -27,6 +28,14 @@ class DaemonStats:
     commits: int = 0
     batches: int = 0
     rewinds: int = 0  # exactly-once: aborted transactions, redone from the last commit
+
+    def add(self, sent: Published) -> bool:
+        """Count acknowledged outputs; whether any score or dead letter was among them."""
+        self.windows += sent.scores
+        self.alerts_opened += sent.alerts_opened
+        self.alerts_closed += sent.alerts_closed
+        self.dead_letters += sent.dead_letters
+        return bool(sent.scores or sent.dead_letters)
 
 
 # what only the probe knows: merged() never takes these from the daemon's report

@@ -114,9 +114,9 @@ def test_commit_every_count_commits_before_the_interval(scorer, reading):
     assert commits == [3, 5]
 
 
-def test_revoke_mid_batch_drops_pending_windows_and_seeks_back(scorer, reading, caplog):
-    """The partition comes straight back before anything was committed: its windows were
-    never scored, so it must be read again from where this member started it."""
+def test_a_partition_revoked_mid_batch_that_comes_straight_back_goes_on(scorer, reading, caplog):
+    """Nothing committed yet: the pending windows are scored and acknowledged at the
+    revocation, so the partition, given straight back, goes on where it was."""
     t = MemoryTransport()
     fill(t, reading, 10)
 
@@ -126,28 +126,52 @@ def test_revoke_mid_batch_drops_pending_windows_and_seeks_back(scorer, reading, 
 
     caplog.set_level(logging.INFO)
     daemon = run_daemon(t, scorer, script, stop_after_polls=8, batch={"max_wait_ms": 60_000})
-    assert "7 unscored windows" in caplog.text
-    assert ("seek", IN0, 0) in t.log  # the client would have gone on from offset 10
+    assert "in[0]: back unchanged, going on at offset 10" in caplog.text
+    assert ("seek", IN0, 10) in t.log  # where it stopped, not 0: no window read twice
     assert window_ends(t) == list(range(WINDOW - 1, 10))  # each once
-    assert daemon.stats.readings == 20
+    assert daemon.stats.readings == 10
 
 
-def test_revoke_after_a_commit_replays_from_it_and_publishes_nothing_twice(scorer, reading, caplog):
+def test_revoke_after_a_commit_goes_on_and_publishes_nothing_twice(scorer, reading, caplog):
     t = MemoryTransport()
     fill(t, reading, 10)
 
     def script(t: MemoryTransport, _: object) -> None:
         if t.polls == 20:  # the first 10 are committed by now
             fill(t, reading, 5, start=10)
-        if t.polls == 23:  # these are scored, their outputs wait for the next commit
+        if t.polls == 23:  # these are scored and sent, not committed
+            t.rebalance(revoke=[IN0, IN1], assign=[IN0, IN1])
+        if t.polls == 25:
+            fill(t, reading, 2, start=15)
+
+    caplog.set_level(logging.INFO)
+    daemon = run_daemon(t, scorer, script, stop_after_polls=50)
+    assert window_ends(t) == list(range(WINDOW - 1, 17))
+    assert ("seek", IN0, 15) in t.log
+    assert daemon.stats.readings == 17
+    assert "in[0]: back unchanged, going on at offset 15" in caplog.text
+
+
+def test_a_partition_whose_commit_moved_while_away_replays_from_that_commit(scorer, reading, caplog):
+    """Another member committed it meanwhile: what this member kept is stale, so it
+    resumes from the group's commit (its outputs through scored_through not repeated)."""
+    t = MemoryTransport()
+    fill(t, reading, 10)
+
+    def script(t: MemoryTransport, _: object) -> None:
+        if t.polls == 20:
+            fill(t, reading, 5, start=10)
+        if t.polls == 23:  # someone else published and committed 10..12 meanwhile
+            t.commits[IN0] = Offset(13 - (WINDOW - 1), orjson.dumps({"scored_through": 12}).decode())
             t.rebalance(revoke=[IN0, IN1], assign=[IN0, IN1])
 
     caplog.set_level(logging.INFO)
     daemon = run_daemon(t, scorer, script, stop_after_polls=50)
-    assert "0 unscored windows and 5 unpublished outputs" in caplog.text
-    assert window_ends(t) == list(range(WINDOW - 1, 15))
-    assert ("seek", IN0, 10 - (WINDOW - 1)) in t.log
-    assert daemon.stats.readings == 10 + 5 + (WINDOW - 1) + 5  # the tail is read again
+    assert ("seek", IN0, 13 - (WINDOW - 1)) in t.log
+    assert "going on" not in caplog.text
+    # at-least-once: 13 and 14 were sent before the revocation, and the commit says through 12
+    assert window_ends(t) == [*range(WINDOW - 1, 15), 13, 14]
+    assert daemon.stats.readings == 15 + (15 - (13 - (WINDOW - 1)))
 
 
 def test_replayed_windows_are_rebuilt_but_not_republished(scorer, reading, caplog):
@@ -175,15 +199,15 @@ def test_a_commit_refused_by_a_rebalance_is_not_fatal(scorer, reading, caplog):
     fill(t, reading, 10)
     run_daemon(t, scorer, script, stop_after_polls=40)
     assert "commit refused" in caplog.text
-    # at-least-once: nothing committed the first time, so the replay publishes again
-    assert set(window_ends(t)) == set(range(WINDOW - 1, 10))
+    # every output was acknowledged before the commit: given back, the partition goes on
+    assert window_ends(t) == list(range(WINDOW - 1, 10))
     assert scored_through(t.commits[IN0]) == 9
 
 
-def test_a_commit_refused_while_the_partitions_stay_here_replays_them_and_loses_nothing(scorer, reading):
+def test_a_commit_refused_while_the_partitions_stay_here_loses_and_repeats_nothing(scorer, reading):
     """The member was dropped from the group and let back in with the same partitions, no
-    callbacks in between (seen after a broker outage): the work since the last commit is
-    read again, not skipped."""
+    callbacks in between (seen after a broker outage): its outputs were acknowledged and
+    nobody committed meanwhile, so it goes on; nothing is skipped or repeated."""
     t = MemoryTransport(commit_errors=[CommitRefused("not part of an active group")])
 
     def script(t: MemoryTransport, _: object) -> None:
@@ -192,8 +216,8 @@ def test_a_commit_refused_while_the_partitions_stay_here_replays_them_and_loses_
 
     fill(t, reading, 10)
     run_daemon(t, scorer, script, stop_after_polls=60)
-    assert set(window_ends(t)) == set(range(WINDOW - 1, 15))  # at-least-once, none missing
-    assert ("seek", IN0, 0) in t.log and scored_through(t.commits[IN0]) == 14
+    assert window_ends(t) == list(range(WINDOW - 1, 15))
+    assert ("seek", IN0, 10) in t.log and scored_through(t.commits[IN0]) == 14
 
 
 def test_a_commit_timeout_is_carried_by_the_next_commit(scorer, reading, caplog):
