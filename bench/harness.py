@@ -15,7 +15,9 @@ so a run is done when every input partition's ``scored_through`` reaches its las
 Latency is read from the scores topic, created with ``message.timestamp.type=LogAppendTime``:
 the broker stamps each score with the time it appended it, and the reading's event time
 (``ts``) is the wall-clock time the paced producer sent it, so a score's latency is
-``append time - window_end`` (same host clock) with no follower in the measurement.
+``append time - window_end`` (same host clock) with no follower in the measurement; in
+exactly-once mode a score is visible only once its transaction commits, so a ``read_committed``
+follower stamps when each became readable instead (:class:`Follower`).
 """
 
 from __future__ import annotations
@@ -76,16 +78,54 @@ def expected_windows(n_keys: int, per_key: int) -> int:
 # -- the bundle ------------------------------------------------------------------------
 
 
-def bundle(epochs: int = 5) -> Path:
+def bundle(epochs: int = 5, adapt: bool = False) -> Path:
     """A dense bundle (window 30) on ten simulated keys, cached under ``.bench/``; its
-    PyTorch weights are kept beside it (``model.pt``) for the naive baseline."""
-    from streamae.core.bundle import BundleError, load_bundle
+    PyTorch weights are kept beside it (``model.pt``) for the naive baseline. ``adapt``:
+    with streaming normalisation (``STREAMAE_TRAIN__ADAPT__HALF_LIFE`` 500)."""
     from streamae.core.config import TrainSettings
 
-    out = WORK / "bundles" / f"throughput-v3-dense-w{WINDOW}-f{len(FEATURES)}-e{epochs}"
+    name = f"throughput-v3-dense-w{WINDOW}-f{len(FEATURES)}-e{epochs}" + ("-adapt" if adapt else "")
+    cfg = TrainSettings(
+        variant="dense",
+        window=WINDOW,
+        epochs=epochs,
+        threshold="quantile",
+        quantile=0.999,
+        adapt={"half_life": 500.0} if adapt else {},
+    )
+    return _cached_bundle(WORK / "bundles" / name, lambda: readings(10, 3000, seed=99), cfg)
+
+
+#: window of the transaction bundle: an account's last five payments
+TRANSACTION_WINDOW = 5
+
+
+def transactions(n_keys: int, days: float, seed: int) -> pd.DataFrame:
+    """``days`` of normal card payments of ``n_keys`` accounts (the transaction demo's
+    simulator: a numeric amount, three categorical fields), in time order."""
+    from streamae.demo.transactions import simulate_transactions
+
+    sim = simulate_transactions(n_keys, days, frauds_per_account=0, seed=seed)
+    return sim.frame.drop(columns=["label", "anomaly_type"]).reset_index(drop=True)
+
+
+def transaction_bundle(epochs: int = 3) -> Path:
+    """A dense bundle (window 5) on 200 simulated accounts, with the per-account derived
+    features ``streamae train`` adds to string fields (new-for-key, recent activity)."""
+    from streamae.core.config import TrainSettings
+
+    cfg = TrainSettings(variant="dense", window=TRANSACTION_WINDOW, epochs=epochs)
+    out = WORK / "bundles" / f"transactions-v1-dense-w{TRANSACTION_WINDOW}-e{epochs}"
+    return _cached_bundle(out, lambda: transactions(200, 60, seed=99), cfg)
+
+
+def _cached_bundle(out: Path, history: Any, cfg: Any) -> Path:
+    from streamae.core.bundle import BundleError, load_bundle
+
     weights = out.with_suffix(".pt")
     try:
-        if load_bundle(out).manifest.features == list(FEATURES) and weights.exists():
+        load_bundle(out)
+        if weights.exists():
             return out
     except BundleError:
         pass
@@ -93,8 +133,7 @@ def bundle(epochs: int = 5) -> Path:
 
     from streamae.training.fit import fit
 
-    cfg = TrainSettings(variant="dense", window=WINDOW, epochs=epochs, threshold="quantile", quantile=0.999)
-    result = fit(readings(10, 3000, seed=99), out, cfg, progress=False)
+    result = fit(history(), out, cfg, progress=False)
     torch.save(result.model.state_dict(), weights)
     return out
 
@@ -165,8 +204,8 @@ def preload(bootstrap: str, topic: str, messages: Iterator[tuple[bytes, bytes]])
 
 # -- what the benchmarks run ------------------------------------------------------------
 
-#: the backends of ``STREAMAE_KAFKA__BACKEND`` (default first): the dev install has both
-BACKENDS = ("kafka-python", "confluent-kafka")
+#: the backends of ``STREAMAE_KAFKA__BACKEND`` (default first): both install with the package
+BACKENDS = ("confluent-kafka", "kafka-python")
 #: ``STREAMAE_OUTPUT__SCORES`` (default first)
 OUTPUT_MODES = ("all", "above", "batch")
 
@@ -421,6 +460,55 @@ def score_latencies(bootstrap: str, topic: str, since: float) -> np.ndarray:
     return np.asarray(out)
 
 
+class Follower:
+    """A ``read_committed`` reader of a scores topic on a thread of its own, stamping each
+    score with the wall-clock time it became readable: the latency of exactly-once outputs,
+    visible only once their transaction commits (their append time is earlier)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        import threading
+
+        self.bootstrap, self.topic = bootstrap, topic
+        self.seen: list[tuple[float, float]] = []  # (readable at, window_end)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        c = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=5,  # the reader's own wait would count as latency
+            max_poll_records=5000,
+        )
+        try:
+            while not c.partitions_for_topic(self.topic) and not self._stop.is_set():
+                time.sleep(0.05)
+            parts = [TopicPartition(self.topic, p) for p in c.partitions_for_topic(self.topic) or ()]
+            c.assign(parts)
+            c.seek_to_beginning(*parts)
+            while not self._stop.is_set():
+                for records in c.poll(timeout_ms=50).values():
+                    now = time.time()
+                    self.seen += [(now, e) for r in records for e in window_ends(orjson.loads(r.value))]
+        finally:
+            c.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def latencies(self, since: float) -> np.ndarray:
+        """Milliseconds from window end to readable, for windows ending after ``since``."""
+        time.sleep(1.0)  # the last transaction's scores, committed just now
+        self.close()
+        return np.asarray([1000 * (at - end) for at, end in self.seen if end >= since])
+
+
 def window_ends(doc: Any) -> list[float]:
     """``window_end`` of every window in a score message: one per message by default, a list
     in a batch message (whatever its exact shape; best effort)."""
@@ -470,6 +558,9 @@ def paced_run(
         run, bundle_dir, backend, output, {**(extra or {}), "STREAMAE_METRICS_PORT": str(metrics_port)}, cpus
     )
     commits = Commits(bootstrap)
+    # exactly-once outputs are visible at their commit, not at their append: follow them
+    transactional = (extra or {}).get("STREAMAE_KAFKA__DELIVERY") == "exactly_once"
+    follower = Follower(bootstrap, run.scores_topic) if transactional else None
     stalled: list[str] = []
     pacer: subprocess.Popen[bytes] | None = None
     load_at = None
@@ -497,7 +588,10 @@ def paced_run(
         wait_until_scored([d], commits, run, {p: e - 1 for p, e in ends.items()}, 120)
         drained = time.time()
         loop = daemon_metrics(metrics_port)
-        lat = score_latencies(bootstrap, run.scores_topic, started + warmup_s)
+        if follower is not None:
+            lat = follower.latencies(started + warmup_s)
+        else:
+            lat = score_latencies(bootstrap, run.scores_topic, started + warmup_s)
         q = np.percentile(lat, [50, 95, 99, 100]) if len(lat) else [float("nan")] * 4
         return {
             "rate": rate,
@@ -528,6 +622,8 @@ def paced_run(
         if pacer is not None and pacer.poll() is None:
             pacer.kill()
             pacer.wait()
+        if follower is not None:
+            follower.close()
         d.stop()
         commits.close()
         run.drop()

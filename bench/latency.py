@@ -36,6 +36,7 @@ import harness
 from common import ROOT, LocalBroker, load_average, machine, write_section
 
 TOPIC = "backlog"
+BASE_BACKEND = "kafka-python"  # of the grid, scale and memory runs (as before: comparable)
 MANY_KEYS_TOPIC = "many-keys"
 
 
@@ -48,7 +49,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--memory-keys", type=int, help="keys of the memory run (default 100,000; --quick 20,000)")
     p.add_argument("--stall-s", type=float, default=30.0, help="how long the outputs stall")
     p.add_argument(
-        "--only", nargs="*", default=[], help="parts to run: grid scale memory stall (default all)"
+        "--only", nargs="*", default=[], help="parts to run: defaults grid scale memory stall (default all)"
     )
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     a = p.parse_args()
@@ -59,7 +60,7 @@ def parse_args() -> argparse.Namespace:
     a.paced_s = 15.0 if a.quick else 30.0
     a.memory_keys = a.memory_keys or (20_000 if a.quick else 100_000)
     a.memory_per_key = 35
-    a.only = set(a.only or ["grid", "scale", "memory", "stall"])
+    a.only = set(a.only or ["defaults", "grid", "scale", "memory", "stall"])
     return a
 
 
@@ -71,6 +72,53 @@ def grid(quick: bool) -> list[dict[str, int]]:
     points = [(w, t, 0) for w in (64, 512, 4096) for t in (10, 50, 200)]
     points += [(4096, t, c) for c in (100, 1000) for t in (10, 200)]
     return [dict(zip(("windows", "wait", "commit"), p)) for p in points]
+
+
+def defaults(
+    bs: str, ends: dict[int, int], bundle: Any, base: dict[str, Any], a: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """The default settings on each backend in both delivery modes, at half that backend's
+    own sustained rate (at-least-once, backlog)."""
+    rows = []
+    for backend in harness.BACKENDS:
+        b = (
+            base
+            if backend == BASE_BACKEND
+            else harness.backlog_run(bs, TOPIC, ends, bundle, backend, cpus=[a.cpu_set])
+        )
+        rate = b["steady_msgs_per_s"] / 2
+        for delivery in ("at_least_once", "exactly_once"):
+            warm = harness.warmup_s(rate, 1000)
+            extra = {"STREAMAE_KAFKA__DELIVERY": delivery}
+            lat = harness.paced_run(
+                bs,
+                bundle,
+                backend,
+                rate,
+                warm + a.paced_s,
+                warm,
+                extra=extra,
+                cpus=a.cpu_set,
+                producer_cpus=a.other_cpus,
+            )
+            keep = (
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "max_ms",
+                "sent_per_s",
+                "commits",
+                "commit_mean_ms",
+                "error",
+            )
+            rows.append(
+                {"backend": backend, "delivery": delivery, "rate": rate, **{k: lat.get(k) for k in keep}}
+            )
+            print(
+                f"  {backend} {delivery} at {rate:,.0f}/s: p99 {rows[-1].get('p99_ms') or 0:,.0f} ms",
+                flush=True,
+            )
+    return rows
 
 
 def env(point: dict[str, int]) -> dict[str, str]:
@@ -87,12 +135,12 @@ def main() -> int:
     when = datetime.now(timezone.utc)
     load_before = load_average()
     bundle = harness.bundle()
-    out: dict[str, Any] = {"grid": [], "scale": [], "memory": {}, "stall": []}
+    out: dict[str, Any] = {"defaults": [], "grid": [], "scale": [], "memory": {}, "stall": []}
     with LocalBroker("latency") as broker:
         bs = broker.bootstrap
         harness.preload(bs, TOPIC, harness.messages(1000, a.backlog_per_key, seed=1))
         ends = harness.end_offsets(bs, TOPIC)
-        base = harness.backlog_run(bs, TOPIC, ends, bundle, "kafka-python", cpus=[a.cpu_set])
+        base = harness.backlog_run(bs, TOPIC, ends, bundle, BASE_BACKEND, cpus=[a.cpu_set])
         rate = base["steady_msgs_per_s"] / 2
         out["default"] = base
         out["rate"] = rate
@@ -101,6 +149,8 @@ def main() -> int:
             f"offering {rate:,.0f}/s",
             flush=True,
         )
+        if "defaults" in a.only:
+            out["defaults"] = defaults(bs, ends, bundle, base, a)
         if "grid" in a.only:
             for point in grid(a.quick):
                 r = {**point}
@@ -187,6 +237,7 @@ def main() -> int:
         write_section("latency", section(a, out, when, load_before))
     summary = {
         "offered_msgs_per_s": round(rate),
+        "defaults": out["defaults"],
         "grid": [{k: v for k, v in g.items() if k != "error"} for g in out["grid"]],
         "scale": [
             {k: s.get(k) for k in ("processes", "msgs_per_s", "steady_msgs_per_s")} for s in out["scale"]
@@ -376,6 +427,44 @@ def section(a: argparse.Namespace, out: dict[str, Any], when: datetime, load_bef
         f"{a.paced_s:g} s are measured.",
         "",
     ]
+    if out["defaults"]:
+        lines += [
+            "### The default settings, both delivery modes",
+            "",
+            "Each backend at half its own steady rate (at-least-once, on the backlog above); nothing "
+            "set but `STREAMAE_KAFKA__DELIVERY`. At-least-once, a score's latency is its broker append "
+            "time (it is sent as soon as it is scored); exactly-once it is visible only once its "
+            "transaction commits, so a `read_committed` follower stamps when each score became "
+            "readable (commit interval 100 ms by default).",
+            "",
+            row(
+                "backend",
+                "delivery",
+                "offered/s",
+                "sent/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "max ms",
+                "commits",
+                "commit ms",
+                "note",
+            ),
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            *(
+                row(
+                    d["backend"],
+                    d["delivery"],
+                    _f(d["rate"]),
+                    _f(d.get("sent_per_s")),
+                    *(_f(d.get(k)) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "commits")),
+                    _f(d.get("commit_mean_ms"), 1),
+                    (d.get("error") or "").strip().splitlines()[-1][:120] if d.get("error") else "",
+                )
+                for d in out["defaults"]
+            ),
+            "",
+        ]
     if out["grid"]:
         lines += [
             "![throughput and p99 over the settings](latency.png)",

@@ -1,8 +1,9 @@
 """The publisher: score, alert and dead-letter records out, and their acknowledgements in.
 
-Outputs wait here, per source partition, until the next commit publishes them: a
-partition revoked before then takes its outputs along (:meth:`Publisher.drop`) and its
-next owner, replaying from the last commit, publishes them once. :meth:`Publisher.settle`
+Outputs wait here, per source partition, until :meth:`Publisher.publish` sends them (at
+once at-least-once, at the commit exactly-once); a partition revoked before then takes its
+outputs along (:meth:`Publisher.drop`). A micro-batch's score records go as one batch with
+one handle (``Transport.send_batch``), not one object per message. :meth:`Publisher.settle`
 flushes and sorts every send by its fate (``errors.py``):
 
 - acknowledged: counted;
@@ -21,6 +22,7 @@ letters are cut to fit (``dead_letters.py``), larger outputs become dead letters
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -33,6 +35,7 @@ from streamae.core.config import KafkaSettings, OutputSettings
 from streamae.serving.dead_letters import Rejected, dead_letter, record_bytes, undeliverable
 from streamae.serving.health import metrics
 from streamae.serving.transport import (
+    Deliveries,
     Delivery,
     DeliveryError,
     DeliveryFatal,
@@ -56,6 +59,14 @@ class _Output(NamedTuple):
     offset: int = -1  # the input offset it comes from: names it if it is dead-lettered
     partition: int | None = None  # where it goes, when that is fixed (state)
     windows: int = 1  # scores: windows it carries (a batch message carries several)
+
+
+class _Scores(NamedTuple):
+    """The score records of one partition's micro-batch, sent as one batch (one handle)."""
+
+    kind: str  # "score" or "shadow"
+    topic: str
+    records: list[tuple[bytes, bytes, int, int]]  # (key, value, offset, windows carried)
 
 
 @dataclass
@@ -92,27 +103,36 @@ class Publisher:
         self.k = k
         self.max_bytes = (o or OutputSettings()).max_message_bytes
         self.ack_timeout_s = k.request_timeout_ms / 1000
-        self._held: dict[Partition, list[_Output]] = {}
+        self._held: dict[Partition, list[_Output | _Scores]] = {}
         self._in_flight: list[tuple[Partition, _Output, Delivery]] = []
+        self._batches: list[tuple[Partition, _Scores, Deliveries]] = []  # score batches in flight
         self._failed: list[tuple[Partition, _Output]] = []
         self._poison: OrderedDict[tuple[str, Partition, int, bytes | None], None] = OrderedDict()
 
     def __len__(self) -> int:
         """Outputs held for the next publish."""
-        return sum(map(len, self._held.values()))
+        return sum(_size(o) for held in self._held.values() for o in held)
 
     def in_flight(self) -> int:
         """Sends not yet settled, and failed ones waiting to be sent again."""
-        return len(self._in_flight) + len(self._failed)
+        return len(self._in_flight) + sum(len(b.records) for _, b, _ in self._batches) + len(self._failed)
 
     def add_scores(
         self, partition: Partition, records: Iterable[tuple[bytes, bytes, int, int]], topic: str | None = None
     ) -> None:
         """Hold score records ``(key, value, offset of the last window's last reading, windows)``
-        for ``topic`` (default: the scores topic)."""
+        for ``topic`` (default: the scores topic), as one batch."""
         kind = "score" if topic is None else "shadow"  # shadow scores are not windows published
         topic = topic or self.k.scores_topic
-        for key, value, offset, windows in records:
+        batch = list(records)
+        if not batch:
+            return
+        # the largest key and value together fit (outputs.py bounds them): no check per record
+        room = self.max_bytes - record_bytes(None, None)
+        if not self._poison and max(map(len, map(_KEY, batch))) + max(map(len, map(_VALUE, batch))) <= room:
+            self._held.setdefault(partition, []).append(_Scores(kind, topic, batch))
+            return
+        for key, value, offset, windows in batch:  # each checked: too large, or refused before
             self._add(partition, _Output(kind, topic, key, value, (), offset, None, windows))
 
     def add_alerts(self, partition: Partition, events: Iterable[tuple[Mapping[str, Any], int]]) -> None:
@@ -152,16 +172,18 @@ class Publisher:
     def unsettled(self) -> set[Partition]:
         """Source partitions with outputs held, in flight or failed: not all acknowledged."""
         held = {p for p, outputs in self._held.items() if outputs}
-        return held | {p for p, _, _ in self._in_flight} | {p for p, _ in self._failed}
+        sent = {p for p, _, _ in self._in_flight} | {p for p, _, _ in self._batches}
+        return held | sent | {p for p, _ in self._failed}
 
     def drop(self, partitions: Collection[Partition]) -> int:
         """Forget the unpublished outputs of ``partitions``; how many there were. Their sends
         in flight are no longer waited for nor sent again: the next owner publishes them."""
-        dropped = sum(len(self._held.pop(p, ())) for p in partitions)
+        dropped = sum(_size(o) for p in partitions for o in self._held.pop(p, ()))
         kept = [(p, o) for p, o in self._failed if p not in partitions]
         dropped += len(self._failed) - len(kept)
         self._failed = kept
         self._in_flight = [sent for sent in self._in_flight if sent[0] not in partitions]
+        self._batches = [sent for sent in self._batches if sent[0] not in partitions]
         return dropped
 
     def publish(self) -> None:
@@ -169,7 +191,11 @@ class Publisher:
         held, self._held = self._held, {}
         for partition, outputs in held.items():
             for o in outputs:
-                self._send(partition, o)
+                if isinstance(o, _Scores):
+                    keys, values, _, _ = zip(*o.records)
+                    self._batches.append((partition, o, self.transport.send_batch(o.topic, keys, values)))
+                else:
+                    self._send(partition, o)
 
     def send(
         self,
@@ -195,16 +221,19 @@ class Publisher:
 
     def forget_in_flight(self) -> None:
         """Give up on every send (an aborted transaction: none of them will be visible)."""
-        self._in_flight, self._failed = [], []
+        self._in_flight, self._batches, self._failed = [], [], []
 
     def settle(self, timeout_s: float | None = None) -> Settled:
         """Flush, wait (at most ``timeout_s``, default the request timeout) and sort every
         send by its fate; raises :class:`DeliveryFatal` for a refusal of configuration."""
         deadline = time.monotonic() + (self.ack_timeout_s if timeout_s is None else timeout_s)
         result = Settled()
-        while self._in_flight:
+        while self._in_flight or self._batches:
             self.transport.flush(max(0.0, deadline - time.monotonic()))
             in_flight, self._in_flight = self._in_flight, []
+            batches, self._batches = self._batches, []
+            for source, b, ds in batches:
+                self._sort_batch(source, b, ds, result)
             for source, o, d in in_flight:
                 self._sort(source, o, d, result)
             # dead letters of refused outputs were just sent: wait for them too
@@ -226,6 +255,26 @@ class Publisher:
                 code = dict(o.headers).get("streamae.reason_code", b"").decode()
                 result.dead_letter_codes[code] = result.dead_letter_codes.get(code, 0) + 1
             return
+        self._failed_send(source, o, err, result)
+
+    def _sort_batch(self, source: Partition, b: _Scores, ds: Deliveries, result: Settled) -> None:
+        if not ds.done():
+            result.pending += len(b.records)
+            self._batches.append((source, b, ds))
+            return
+        failures = ds.failures()
+        if b.kind == "score":
+            result.acked.scores += sum(map(_WINDOWS, b.records))
+        for i, err in failures.items():
+            key, value, offset, windows = b.records[i]
+            if b.kind == "score":
+                result.acked.scores -= windows
+            self._failed_send(
+                source, _Output(b.kind, b.topic, key, value, (), offset, None, windows), err, result
+            )
+
+    def _failed_send(self, source: Partition, o: _Output, err: DeliveryError, result: Settled) -> None:
+        """Sort a failed send: sent again later, dead-lettered, or fatal."""
         result.error = result.error or err
         metrics.delivery_failed(o.topic)
         if isinstance(err, DeliveryFatal):
@@ -260,6 +309,13 @@ class Publisher:
     def _undeliverable(source: Partition, o: _Output, why: str, code: str) -> Rejected:
         value = o.value or b""
         return undeliverable(source.topic, source.partition, o.offset, o.topic, o.key, value, why, code)
+
+
+_KEY, _VALUE, _WINDOWS = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(3)
+
+
+def _size(o: _Output | _Scores) -> int:
+    return len(o.records) if type(o) is _Scores else 1
 
 
 def _acked(p: Published, o: _Output) -> None:

@@ -29,6 +29,7 @@ from streamae.serving.errors import (  # re-exported: one import for a transport
 __all__ = [
     "CommitRefused",
     "CommitTimeout",
+    "Deliveries",
     "Delivery",
     "DeliveryError",
     "DeliveryFatal",
@@ -94,6 +95,19 @@ class Delivery(Protocol):
         """Why the send failed, as one of our kinds (:class:`DeliveryError`: transient,
         :class:`RecordRejected`, :class:`DeliveryFatal`; the library's error is the
         ``__cause__``); None while in flight or once acknowledged."""
+        ...
+
+
+class Deliveries(Protocol):
+    """The handle of one batch of sends (:meth:`Transport.send_batch`): one object for all,
+    not one per record."""
+
+    def done(self) -> bool:
+        """Whether every record of the batch is acknowledged or failed."""
+        ...
+
+    def failures(self) -> dict[int, DeliveryError]:
+        """The records that failed so far (index in the batch → why, as for :meth:`Delivery.failure`)."""
         ...
 
 
@@ -193,6 +207,11 @@ class Transport(Protocol):
     ) -> Delivery:
         """Queue one record (``value`` None: a tombstone). Never raises for the record's
         sake: one the client refuses at once (too large) comes back as a failed handle."""
+        ...
+
+    def send_batch(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> Deliveries:
+        """Queue records ``keys[i], values[i]`` (no headers, default partitioner) with one handle
+        for all: the hot path's score messages."""
         ...
 
     def flush(self, timeout_s: float) -> None:

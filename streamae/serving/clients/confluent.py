@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.clients.confluent_errors import Delivery, translated
+from streamae.serving.clients.confluent_errors import Batch, Delivery, translated
 from streamae.serving.clients.security import librdkafka_security
 from streamae.serving.commit.exactly_once import TransactionalId, commit_or_replace, last_record
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
@@ -51,6 +51,9 @@ def producer_config(k: KafkaSettings, transactional_id: str | None = None) -> di
         "batch.size": k.batch_size,
         "compression.type": k.compression_type,
         "queue.buffering.max.messages": 1_000_000,
+        # no report (and no Python call) per acknowledged record: the handles ask whether
+        # anything is still undelivered instead (confluent_errors.Delivery)
+        "delivery.report.only.error": True,
     }
     if transactional_id is not None:
         config["transactional.id"] = transactional_id
@@ -253,7 +256,7 @@ class ConfluentTransport:
         headers: Sequence[Header] = (),
         partition: int | None = None,
     ) -> Delivery:
-        d = Delivery(topic)
+        d = Delivery(topic, self._idle)
         extra: dict[str, Any] = {} if partition is None else {"partition": partition}
         if headers:
             extra["headers"] = list(headers)
@@ -266,6 +269,25 @@ class ConfluentTransport:
             except KafkaException as exc:  # refused before it was queued (e.g. too large)
                 d.on_delivery(exc.args[0], None)  # type: ignore[arg-type]  # no message to report
                 return d
+
+    def send_batch(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> Batch:
+        batch = Batch(topic, keys, values, self._idle)
+        produce, report = self._producer.produce, batch.on_delivery
+        for i, (key, value) in enumerate(zip(keys, values)):
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=report)
+                    break
+                except BufferError:  # the client's queue is full: serve reports to make room
+                    self._producer.poll(0.05)
+                except KafkaException as exc:  # refused before it was queued (e.g. too large)
+                    batch.refused(i, exc.args[0])
+                    break
+        return batch
+
+    def _idle(self) -> bool:
+        """Whether the producer holds nothing undelivered (every report served)."""
+        return len(self._producer) == 0
 
     def flush(self, timeout_s: float) -> None:
         self._producer.flush(timeout_s)

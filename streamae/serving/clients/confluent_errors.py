@@ -4,7 +4,7 @@ the delivery report of a send."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -103,21 +103,54 @@ def translated(
 
 
 class Delivery:
-    """A send's handle: its delivery callback (served by the producer's poll/flush) fills it."""
+    """A send's handle. The producer reports failures only (``delivery.report.only.error``:
+    no report, no Python call, per acknowledged record), so a send is done once it failed or
+    once the producer holds nothing undelivered (``idle``)."""
 
-    __slots__ = ("_done", "_failure", "_topic")
+    __slots__ = ("_failure", "_idle", "_topic")
 
-    def __init__(self, topic: str) -> None:
-        self._topic, self._done = topic, False
+    def __init__(self, topic: str, idle: Callable[[], bool]) -> None:
+        self._topic, self._idle = topic, idle
         self._failure: errors.DeliveryError | None = None
 
     def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             self._failure = delivery_error(err, self._topic)
-        self._done = True
 
     def done(self) -> bool:
-        return self._done
+        return self._failure is not None or self._idle()
 
     def failure(self) -> errors.DeliveryError | None:
         return self._failure
+
+
+class Batch:
+    """The handle of a batch of sends: one callback for all its records, called for failures only."""
+
+    __slots__ = ("_failures", "_idle", "_index", "_keys", "_topic", "_values")
+
+    def __init__(
+        self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes], idle: Callable[[], bool]
+    ) -> None:
+        self._topic, self._keys, self._values, self._idle = topic, keys, values, idle
+        self._failures: dict[int, errors.DeliveryError] = {}
+        self._index: dict[tuple[bytes | None, bytes], int] | None = None
+
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            return
+        if self._index is None:  # a failure is rare: find records by content only then
+            self._index = {kv: i for i, kv in enumerate(zip(self._keys, self._values))}
+        i = self._index.get((msg.key(), msg.value()))  # type: ignore[arg-type]
+        if i is not None:
+            self._failures[i] = delivery_error(err, self._topic)
+
+    def refused(self, i: int, err: KafkaError) -> None:
+        """Record ``i`` was refused before it was queued."""
+        self._failures[i] = delivery_error(err, self._topic)
+
+    def done(self) -> bool:
+        return self._idle()
+
+    def failures(self) -> dict[int, errors.DeliveryError]:
+        return dict(self._failures)

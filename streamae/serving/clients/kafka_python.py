@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from streamae.core.config import KafkaSettings
 from streamae.serving import errors
-from streamae.serving.clients.kafka_python_errors import Delivery, translated
+from streamae.serving.clients.kafka_python_errors import Batch, Delivery, translated
 from streamae.serving.clients.security import kafka_python_security
 from streamae.serving.commit.exactly_once import TransactionalId, commit_or_replace, last_record, within
 from streamae.serving.transport import Header, Offset, Partition, PartitionsCallback, Record
@@ -250,6 +250,15 @@ class KafkaPythonTransport:
         except kafka_errors.KafkaError as exc:  # refused before it was queued (e.g. too large)
             return Delivery(None, topic, exc)
         return Delivery(future, topic)
+
+    def send_batch(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> Batch:
+        batch, send = Batch(topic), self._producer.send
+        for key, value in zip(keys, values):
+            try:
+                batch.add(send(topic, value=value, key=key))
+            except kafka_errors.KafkaError as exc:  # refused before it was queued (e.g. too large)
+                batch.add(None, exc)
+        return batch
 
     def flush(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

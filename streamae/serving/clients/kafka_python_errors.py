@@ -78,3 +78,35 @@ class Delivery:
         if self._failure is None and f is not None and f.is_done and f.failed():
             self._failure = delivery_error(f.exception, self._topic)
         return self._failure
+
+
+class Batch:
+    """The handle of a batch of sends: kafka-python's futures (it makes one per record anyway)."""
+
+    __slots__ = ("_done", "_failures", "_futures", "_topic")
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+        self._futures: list[FutureRecordMetadata | None] = []
+        self._failures: dict[int, errors.DeliveryError] = {}
+        self._done = 0  # futures known done (they complete per broker batch, in order)
+
+    def add(self, future: FutureRecordMetadata | None, failure: BaseException | None = None) -> None:
+        if failure is not None:
+            self._failures[len(self._futures)] = delivery_error(failure, self._topic)
+        self._futures.append(future)
+
+    def done(self) -> bool:
+        futures = self._futures
+        while self._done < len(futures):
+            f = futures[self._done]
+            if f is not None and not f.is_done:
+                # later ones may be done already (other partitions): count them only in order
+                return False
+            if f is not None and f.failed():
+                self._failures[self._done] = delivery_error(f.exception, self._topic)
+            self._done += 1
+        return True
+
+    def failures(self) -> dict[int, errors.DeliveryError]:
+        return dict(self._failures)

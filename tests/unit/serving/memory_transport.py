@@ -52,6 +52,19 @@ class MemoryDelivery:
 
 
 @dataclass
+class MemoryBatch:
+    """A batch's handle over one delivery per record, as a client keeps them."""
+
+    deliveries: list[MemoryDelivery]
+
+    def done(self) -> bool:
+        return all(d.finished for d in self.deliveries)
+
+    def failures(self) -> dict[int, DeliveryError]:
+        return {i: d.error for i, d in enumerate(self.deliveries) if d.finished and d.error is not None}
+
+
+@dataclass
 class _Pending:
     record: Record
     delivery: MemoryDelivery
@@ -210,6 +223,9 @@ class MemoryTransport:
         record = Record(topic, partition or 0, -1, key, value, tuple(headers))
         self._in_flight.append(_Pending(record, delivery))
         return delivery
+
+    def send_batch(self, topic: str, keys: Sequence[bytes | None], values: Sequence[bytes]) -> MemoryBatch:
+        return MemoryBatch([self.send(topic, key, value) for key, value in zip(keys, values)])
 
     def flush(self, timeout_s: float) -> None:
         self.log.append(("flush",))
