@@ -70,7 +70,7 @@ class OutputSettings(_Section):
     max_held: int = Field(
         100_000,
         ge=1,
-        description="outputs waiting for their commit; this many make a commit due at once, and "
+        description="outputs held or not yet acknowledged; this many make a commit due at once, and "
         "while deliveries fail consumption stays paused",
     )
 

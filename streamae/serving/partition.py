@@ -62,8 +62,8 @@ class PartitionState:
     store: WindowStore
     policy: AlertPolicy
     stream: StreamState = field(default_factory=StreamState)  # smoothing, post-processing, adapt
-    # event times of the windows whose outputs wait for a commit: the end-to-end latency is
-    # observed once the commit that publishes them succeeds
+    # event times of the windows scored since the last commit: the end-to-end latency is
+    # observed once the commit that covers them succeeds
     scored_ts: list[np.ndarray] = field(default_factory=list)
 
     @classmethod

@@ -154,7 +154,8 @@ def _le(bound: float) -> str:
 
 END_TO_END_SECONDS = BulkHistogram(
     "streamae_end_to_end_seconds",
-    "Event time of a window's last reading to its score acknowledged by the broker",
+    "Event time of a window's last reading to the commit that covers its score (acknowledged; "
+    "at-least-once the score was readable earlier, from its send)",
     _E2E_BUCKETS,
 )
 

@@ -61,7 +61,7 @@ class HealthSnapshot:
     last_progress: float | None = None  # records processed or a commit made, whichever is later
     paused: bool = False  # consumption paused (backoff, or too many outputs held)
     lag: Mapping[Partition, int] = field(default_factory=dict)  # where known, ~1 s old at most
-    held_outputs: int = 0  # outputs waiting for a commit, and sends not yet settled
+    held_outputs: int = 0  # outputs not sent yet, and sends not yet settled
     reloads: int = 0  # models switched to without a restart
     reload_failures: int = 0  # new bundles refused (the old model kept serving)
     # the probe's (TransportProbe.snapshot())
