@@ -5,7 +5,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streamae.core.config import KafkaSettings
-from streamae.serving.clients.confluent import producer_config
+from streamae.serving.clients.confluent_config import producer_config
 
 
 @pytest.mark.parametrize("request_timeout_ms", [10_000, 30_000, 90_000])
