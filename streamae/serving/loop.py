@@ -32,7 +32,7 @@ from streamae.serving.decode import ReadingDecoder
 from streamae.serving.health import metrics
 from streamae.serving.health.progress import DaemonStats as DaemonStats  # re-exported (demo)
 from streamae.serving.health.progress import HealthSnapshot
-from streamae.serving.microbatch import MicroBatch, score
+from streamae.serving.microbatch import MicroBatch, caught_up, score
 from streamae.serving.partition import OutputPlan, PartitionState
 from streamae.serving.publisher import Published, Publisher
 from streamae.serving.reload import ModelReloader
@@ -142,9 +142,7 @@ class Daemon:
                 self._ingest(partition, records)
         if self.reloader is not None and (new := self.reloader.poll()) is not None:
             self.scorer = new  # between micro-batches: the next one scores with it
-        # a consumer that has caught up scores at once: batches grow only under a backlog
-        caught_up = sum(map(len, polled.values())) < self.settings.kafka.max_poll_records
-        if self.batch.ready() or (caught_up and len(self.batch)):
+        if self.batch.ready() or (len(self.batch) and caught_up(polled, self.transport.highwater)):
             self._score()
         if len(self.publisher) and not self.transport.transactional:
             self.publisher.publish()  # at-least-once: at once; a commit waits for their acks

@@ -1,21 +1,23 @@
 """The micro-batch: completed windows of every partition, scored together in one model call.
 
-Windows wait until ``STREAMAE_BATCH__MAX_WINDOWS`` are pending or the oldest has waited
-``STREAMAE_BATCH__MAX_WAIT_MS``; then :func:`score` runs the model once (chunked at
-``max_windows``) over all of them — except for a bundle that normalises readings per key as
-it streams (``core/adapt.py``), whose windows each partition scores with its own state.
+Windows wait until ``STREAMAE_BATCH__MAX_WINDOWS`` are pending, the oldest has waited
+``STREAMAE_BATCH__MAX_WAIT_MS``, or the consumer has caught up (:func:`caught_up`: batches
+grow only under a backlog, and a quiet stream's windows are scored at once); then
+:func:`score` runs the model once (chunked at ``max_windows``) over all of them — except
+for a bundle that normalises readings per key as it streams (``core/adapt.py``), whose
+windows each partition scores with its own state.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
 from streamae.core.scoring import ScoreBatch, Scorer
 from streamae.core.windows import Windows
-from streamae.serving.transport import Partition
+from streamae.serving.transport import Partition, Record
 
 
 class MicroBatch:
@@ -83,3 +85,15 @@ def score(scorer: Scorer, pending: list[Windows]) -> list[tuple[Windows, ScoreBa
         out.append((windows, ScoreBatch(batch.scores[lo:hi], batch.feature_errors[lo:hi])))
         lo = hi
     return out
+
+
+def caught_up(
+    polled: Mapping[Partition, Sequence[Record]], highwater: Callable[[Partition], int | None]
+) -> bool:
+    """Whether a poll reached the end of every partition it read, as the client last heard
+    it (``Transport.highwater``: no request); unknown ends count as reached."""
+    for p, records in polled.items():
+        end = highwater(p)
+        if end is not None and records[-1].offset + 1 < end:
+            return False
+    return True
