@@ -188,7 +188,7 @@ class Checkpoint:
         self.drop(partitions)
 
     def unpark(self, partition: Partition, committed: Offset | None) -> int | None:
-        """Where a parked ``partition`` goes on (:meth:`go_on` at its first records), if the
+        """Where a parked ``partition`` goes on (then :meth:`go_on`, as it is positioned), if the
         group's commit is still the one this member made: nobody moved it meanwhile. None
         otherwise (and it is no longer parked)."""
         e = self._parked.get(partition)
